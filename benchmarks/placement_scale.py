@@ -1,0 +1,144 @@
+"""How the placement core scales, and how good its plans are.
+
+Seeded instances of 500, 2,000 and 10,000 pending jobs against 100 / 400 /
+1,000 on-prem nodes (drawn from the real Alibaba openb node list), two private
+pools and every public offer of the shipped SkyPilot catalogs. Job shapes,
+durations and QoS classes are drawn from the real openb job trace; multi-GPU
+and multi-node shapes are mixed in. For each size it prints and writes JSON:
+build / solve / total seconds of the MILP round, its objective, the
+priority-ordered greedy's objective and time, and both objectives divided by
+the LP-relaxation lower bound of the full per-job model (computed in the same
+run, where tractable).
+
+    python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--bound-max 10000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clouds.catalog import load_catalog_dir  # noqa: E402
+from clouds.inventory import alibaba_node_offers  # noqa: E402
+from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier  # noqa: E402
+from placement.solve import solve_round  # noqa: E402
+from placement.solve.bound import lp_lower_bound  # noqa: E402
+from policies import load_policy  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "traces"
+JOBS_CSV = DATA / "alibaba_gpu2023_openb_jobs.csv"
+NODES_CSV = DATA / "alibaba_gpu2023_openb_nodes_raw.csv"
+SIZES = {500: 100, 2000: 400, 10000: 1000}
+QOS_PRIORITY = {"LS": "high", "Burstable": "normal", "BE": "low", "Guaranteed": "critical"}
+PUBLIC_ONLY_GPUS = ["A100", "A100-80GB", "H100", "L4", "A10G"]
+TEAMS = ["nlp", "vision", "recsys", "speech", "ads", "search", "research", "platform"]
+
+
+def private_pools() -> tuple[list[Offer], dict[str, float]]:
+    def pool(name: str, gpu: str, per_gpu: float, mem: float) -> Offer:
+        return Offer(id=f"private/{name}/{gpu}", tier=Tier.PRIVATE, provider="private", name=name,
+                     sharing=Sharing.SHARED, gpu=gpu, gpu_count=8, gpu_memory_gb=mem, vcpus=96, memory_gb=1024,
+                     price_per_hour=per_gpu * 8, capacity=None, pool=name, cloud="kubernetes", region=name,
+                     gco2_per_kwh=300, gpu_watts=400)
+    offers = [pool("private-a100", "A100-80GB", 2.2, 80), pool("private-l4", "L4", 0.45, 24),
+              pool("private-v100", "V100", 0.9, 16)]
+    return offers, {"private-a100": 128, "private-l4": 64, "private-v100": 64}
+
+
+def make_jobs(count: int, nodes: list[Offer], rng: random.Random) -> tuple[Job, ...]:
+    rows = [r for r in csv.DictReader(JOBS_CSV.open()) if r["duration_s"]]  # a few pods never started
+    onprem_gpus = [n.gpu for n in nodes if n.gpu for _ in range(int(n.gpu_count))]
+    jobs = []
+    for i in range(count):
+        row = rng.choice(rows)
+        gpus = int(row["num_gpu"])
+        milli = int(row["gpu_milli_per_gpu"] or 1000)
+        share = milli / 1000 if gpus == 1 and milli < 1000 else float(gpus)
+        num_nodes = 1
+        roll = rng.random()
+        if gpus and roll < 0.04:
+            share, num_nodes = 8.0, 2  # multi-node training
+        elif gpus and roll < 0.14:
+            share = float(rng.choice([2, 4, 8]))
+        gpu = None
+        if gpus:
+            gpu = rng.choice(PUBLIC_ONLY_GPUS) if rng.random() < 0.2 else rng.choice(onprem_gpus)
+            if share < 1 and gpu in PUBLIC_ONLY_GPUS:
+                share = 1.0
+        hours = min(max(float(row["duration_s"]) / 3600.0, 0.1), 72.0)
+        priority = QOS_PRIORITY.get(row["qos"], "normal")
+        demand = Demand(gpu, share if gpu else 0.0, cpus=min(float(row["cpu_cores"]), 64.0),
+                        memory_gb=min(float(row["mem_gib"]), 512.0))
+        onprem_only = rng.random() < 0.03
+        jobs.append(Job(
+            id=f"job-{i:05d}", name=row["job_id"], team=rng.choice(TEAMS), priority=priority, demands=(demand,),
+            num_nodes=num_nodes, expected_hours=round(hours, 3),
+            max_wait_hours=rng.choice([None, 1.0, 4.0]), spot_ok=priority == "low" and rng.random() < 0.5,
+            tiers=frozenset({Tier.ONPREM}) if onprem_only else frozenset(Tier), onprem_only=onprem_only,
+            waited_hours=round(rng.uniform(0, 3), 2)))
+    return tuple(jobs)
+
+
+def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: int) -> Snapshot:
+    rng = random.Random(seed)
+    all_nodes = alibaba_node_offers(NODES_CSV)
+    nodes = rng.sample(all_nodes, nodes_count)
+    pools, quotas = private_pools()
+    jobs = make_jobs(jobs_count, nodes, rng)
+    return Snapshot(jobs=jobs, offers=tuple(nodes + pools + public), pool_quotas=tuple(quotas.items()))
+
+
+def run(sizes: list[int], bound_max: int, seed: int, policy_name: str) -> list[dict]:
+    policy = load_policy(policy_name)
+    catalog = load_catalog_dir(ROOT / "configs" / "catalogs")
+    results = []
+    for jobs_count in sizes:
+        snapshot = make_snapshot(jobs_count, SIZES.get(jobs_count, jobs_count // 10), catalog.offers, seed)
+        milp = solve_round(snapshot, policy).plan
+        greedy = solve_round(snapshot, policy, method="greedy").plan
+        record = {
+            "jobs": jobs_count, "onprem_nodes": SIZES.get(jobs_count, jobs_count // 10),
+            "offers": len(snapshot.offers), "public_offers": len(catalog.offers),
+            "classes": milp.stats.num_classes, "variables": milp.stats.num_variables,
+            "build_s": round(milp.stats.build_seconds, 3), "solve_s": round(milp.stats.solve_seconds, 3),
+            "total_s": round(milp.stats.total_seconds, 3), "status": milp.stats.status,
+            "objective": round(milp.stats.objective, 2), "placed": len(milp.placements),
+            "greedy_objective": round(greedy.stats.objective, 2), "greedy_total_s": round(greedy.stats.total_seconds, 3),
+            "greedy_placed": len(greedy.placements),
+        }
+        if jobs_count <= bound_max:
+            start = time.perf_counter()
+            bound = lp_lower_bound(snapshot, policy)
+            record.update(lower_bound=round(bound, 2), bound_s=round(time.perf_counter() - start, 2),
+                          ratio_to_bound=round(milp.stats.objective / bound, 5),
+                          greedy_ratio_to_bound=round(greedy.stats.objective / bound, 5))
+        results.append(record)
+        print(json.dumps(record), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="500,2000,10000")
+    parser.add_argument("--bound-max", type=int, default=10000, help="largest size whose LP bound is computed")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--policy", default="balanced")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "placement_scale.json"))
+    args = parser.parse_args()
+    results = run([int(s) for s in args.sizes.split(",")], args.bound_max, args.seed, args.policy)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"seed": args.seed, "policy": args.policy, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Capacity providers: on-prem inventory, private pools and public clouds (SkyPilot catalogs)."""

@@ -1,0 +1,214 @@
+"""Value objects shared by the placement core and its adapters.
+
+Everything here is immutable and free of I/O: the solver takes a `Snapshot`
+(pending jobs, offers, running work) and returns a `Plan`. Adapters (specs,
+catalogs, inventory, Ray, SkyPilot) translate the outside world into these
+shapes and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Tier(StrEnum):
+    """Where capacity lives, in the order users usually prefer it."""
+
+    ONPREM = "onprem"
+    PRIVATE = "private"
+    PUBLIC = "public"
+
+
+class Sharing(StrEnum):
+    """How a job pays for and occupies an offer.
+
+    SHARED: many jobs pack onto one machine (on-prem node, private pool) and each
+    pays its share of the machine's hourly price. DEDICATED: a job takes whole
+    instances (public cloud) and pays for each of them.
+    """
+
+    SHARED = "shared"
+    DEDICATED = "dedicated"
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """One acceptable resource shape for one node of a job (SkyPilot's `Resources`).
+
+    A job lists one or more of these as alternatives (`accelerators: {A100: 8, H100: 8}`,
+    `any_of`, `ordered`); `rank` orders them when the spec said `ordered`.
+    """
+
+    accelerator: str | None = None  # canonical GPU name, None for CPU-only
+    accelerator_count: float = 0  # per node; fractions allowed for on-prem sharing
+    cpus: float = 0.0  # minimum vCPUs per node
+    memory_gb: float = 0.0  # minimum host memory per node
+    cloud: str | None = None  # pin, as SkyPilot's infra/cloud
+    region: str | None = None
+    zone: str | None = None
+    use_spot: bool | None = None  # True: spot only, False: on-demand only, None: the job's spot_ok decides
+    instance_type: str | None = None
+    rank: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A pending job as the core sees it: what it needs, who owns it, what it may cost."""
+
+    id: str
+    name: str
+    team: str
+    priority: str
+    demands: tuple[Demand, ...]
+    num_nodes: int = 1
+    expected_hours: float = 1.0
+    max_wait_hours: float | None = None
+    tiers: frozenset[Tier] = frozenset(Tier)
+    spot_ok: bool = False
+    budget_usd: float | None = None
+    onprem_only: bool = False  # data residency: never leaves on-prem
+    gpu_memory_gb: float | None = None  # minimum GPU memory per GPU
+    waited_hours: float = 0.0  # time already spent queued, from the store
+
+    @property
+    def gpu_count(self) -> float:
+        """GPUs per node of the first alternative (alternatives may differ)."""
+        return self.demands[0].accelerator_count if self.demands else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A place a job can run: an on-prem node, a private pool's node shape, or a public instance type."""
+
+    id: str
+    tier: Tier
+    provider: str  # "onprem", "private", "aws", "gcp", "azure", "lambda", ...
+    name: str  # node name, pool name or instance type
+    sharing: Sharing
+    gpu: str | None
+    gpu_count: float
+    gpu_memory_gb: float
+    vcpus: float
+    memory_gb: float
+    price_per_hour: float  # for the whole machine (on-demand or spot)
+    spot: bool = False
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    capacity: int | None = 1  # machines available now; None: unbounded (public)
+    pool: str | None = None  # private pool whose GPU quota this offer draws on
+    gco2_per_kwh: float | None = None
+    gpu_watts: float | None = None  # per GPU under load
+    host_watts: float = 0.0  # CPU, memory and the rest, per machine under load
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def job_price_per_hour(self, demand: Demand) -> float:
+        """What one node of a job with this demand pays per hour on this offer."""
+        if self.sharing is Sharing.DEDICATED:
+            return self.price_per_hour
+        return self.price_per_hour * self.share(demand)
+
+    def share(self, demand: Demand) -> float:
+        """The job's dominant share of this machine (GPUs if it has any, else CPUs or memory)."""
+        if self.gpu_count > 0 and demand.accelerator_count > 0:
+            return demand.accelerator_count / self.gpu_count
+        shares = [demand.cpus / self.vcpus if self.vcpus else 0.0,
+                  demand.memory_gb / self.memory_gb if self.memory_gb else 0.0]
+        return min(1.0, max(shares))
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """Work already running: it holds capacity and spends money against caps and quotas."""
+
+    job_id: str
+    team: str
+    tier: Tier
+    offer_id: str
+    gpus: float
+    rate_per_hour: float  # $ per hour it costs now
+    pool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one placement round knows: pending jobs, offers with free capacity, running work."""
+
+    jobs: tuple[Job, ...]
+    offers: tuple[Offer, ...]
+    running: tuple[Running, ...] = ()
+    pool_quotas: tuple[tuple[str, float], ...] = ()  # private pool -> GPU quota
+    blocked_offers: frozenset[str] = frozenset()  # offers on cool-down after a failed launch
+
+
+class ReasonCode(StrEnum):
+    """Why a job is not placed this round (Kueue's pending reasons, Slurm's reason codes)."""
+
+    NO_FEASIBLE_TARGET = "NoFeasibleTarget"  # no GPU type / shape fits anywhere
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"  # every GPU of the asked type is too small
+    RESIDENCY = "ResidencyForbids"  # only on-prem allowed, and on-prem has no capacity
+    OVER_QUOTA = "OverQuota"
+    OVER_SURGE_CAP = "OverSurgeCap"
+    OVER_BUDGET = "OverBudget"
+    WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    CHEAPER_TO_WAIT = "CheaperToWait"  # capacity exists elsewhere but costs more than waiting is worth
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: ReasonCode
+    message: str
+    scope: str | None = None  # team, pool, cap scope or GPU name the reason is about
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One job put on one offer (on several machines for multi-node jobs on shared tiers)."""
+
+    job_id: str
+    offer_id: str
+    tier: Tier
+    provider: str
+    target: str  # node name(s), pool or instance type
+    gpu: str | None
+    gpus_per_node: float
+    num_nodes: int
+    spot: bool
+    rate_per_hour: float  # $ per hour for the whole job
+    expected_cost: float  # $ over expected_hours
+    objective: float  # the policy-weighted cost of this choice
+    nodes: tuple[str, ...] = ()  # the concrete on-prem nodes chosen by the packer
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SolveStats:
+    method: str  # "milp", "greedy", "milp+repair", ...
+    status: str  # solver status words
+    build_seconds: float
+    solve_seconds: float
+    total_seconds: float
+    objective: float
+    num_classes: int = 0
+    num_variables: int = 0
+    lower_bound: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The answer of one round: where each job goes, or why it waits."""
+
+    placements: tuple[Placement, ...]
+    queued: tuple[tuple[str, Reason], ...]
+    stats: SolveStats
+    queue_costs: tuple[tuple[str, float], ...] = field(default=())
+
+    def placement_of(self, job_id: str) -> Placement | None:
+        return next((p for p in self.placements if p.job_id == job_id), None)
+
+    def reason_of(self, job_id: str) -> Reason | None:
+        return next((r for j, r in self.queued if j == job_id), None)

@@ -1,0 +1,81 @@
+"""What an option costs under a policy, in dollars of objective.
+
+An option is a (job, offer, demand) triple. Its objective is the policy's
+weighted sum of dollars, carbon, start-up delay and tier bias. Leaving a job
+queued costs the delay it suffers plus what it will cost when it does run on
+the capacity it is waiting for, so that bursting is chosen exactly when the
+premium over owned capacity is worth less than the delay it saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from placement.model import Demand, Job, Offer, Sharing, Tier
+from policies.model import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class OptionCost:
+    rate_per_hour: float  # $ per hour the whole job pays (all nodes)
+    dollars: float  # rate x expected hours
+    carbon_kg: float
+    objective: float
+
+
+def gpu_units(job: Job, demand: Demand, policy: Policy) -> float:
+    """GPU-equivalents a job holds, for pricing its delay: GPUs, or vCPUs scaled for CPU-only work."""
+    per_node = demand.accelerator_count if demand.accelerator else demand.cpus / policy.cpus_per_gpu_equivalent
+    return max(per_node, 0.1) * job.num_nodes
+
+
+def delay_rate(job: Job, policy: Policy) -> float:
+    """$ per hour this job's delay costs now (higher once it is past its max_wait)."""
+    rate = policy.delay_rate(job.priority) * gpu_units(job, job.demands[0], policy)
+    if job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours:
+        rate *= policy.overdue_multiplier
+    return rate
+
+
+def startup_cost(job: Job, demand: Demand, tier: Tier, policy: Policy) -> float:
+    """The delay cost of the time a tier takes from decision to running."""
+    minutes = policy.startup_minutes.get(tier, 0.0)
+    return policy.delay_rate(job.priority) * gpu_units(job, demand, policy) * minutes / 60.0
+
+
+def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: float | None = None) -> OptionCost:
+    """The cost of running `job` on `offer` with `demand`, for `hours` (default: the job's expected hours).
+
+    Everything but start-up is proportional to hours, which lets the solver price
+    a job shape once per hour and scale it per job.
+    """
+    hours = job.expected_hours if hours is None else hours
+    nodes = job.num_nodes
+    rate = offer.job_price_per_hour(demand) * nodes
+    spot_factor = 1.0 + (policy.spot.risk if offer.spot else 0.0)
+
+    if offer.sharing is Sharing.DEDICATED:
+        gpus_powered, host_share = offer.gpu_count, 1.0
+    else:
+        gpus_powered, host_share = demand.accelerator_count, offer.share(demand)
+    watts = (offer.gpu_watts or 0.0) * gpus_powered + offer.host_watts * host_share
+    grid = offer.gco2_per_kwh if offer.gco2_per_kwh is not None else policy.default_grid_gco2_per_kwh
+    carbon_per_hour = watts * nodes * policy.pue / 1000.0 * grid / 1000.0
+
+    units = gpu_units(job, demand, policy)
+    bias = policy.tier_bias_usd_per_gpu_hour.get(offer.tier, 0.0) * units
+    rank_penalty = 0.01 * demand.rank * rate  # `ordered` alternatives: earlier ones win near-ties
+    per_hour = (policy.weights.cost * rate * spot_factor + policy.weights.carbon_usd_per_kg * carbon_per_hour
+                + bias + rank_penalty)
+    objective = per_hour * hours + startup_cost(job, demand, offer.tier, policy)
+    return OptionCost(rate, rate * hours, carbon_per_hour * hours, objective)
+
+
+def queue_cost(job: Job, eventual_objective: float, policy: Policy) -> float:
+    """The objective of leaving `job` queued this round: its delay plus what it costs when it does run."""
+    return delay_rate(job, policy) * policy.expected_wait_hours + eventual_objective
+
+
+def waits_for(tier: Tier) -> bool:
+    """Capacity a queued job waits for: owned tiers, whose price does not surge."""
+    return tier in (Tier.ONPREM, Tier.PRIVATE)

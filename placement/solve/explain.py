@@ -1,0 +1,104 @@
+"""Why a job is queued, and why a placed job went where it did.
+
+Reasons come from a fixed taxonomy (`ReasonCode`). A job with no feasible
+option at all is diagnosed against the raw offers, one filter at a time, so
+the reason names the first thing that rules everything out. A feasible job
+left queued is diagnosed against the round's final ledger: the limit that
+blocks its best option is the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from placement.model import Job, Offer, Reason, ReasonCode, Sharing, Tier
+from placement.solve.candidates import SignatureOption, fits, job_objective
+from placement.solve.ledger import CapacityLedger
+from policies.model import Policy
+
+
+def why_infeasible(job: Job, offers: tuple[Offer, ...], policy: Policy) -> Reason:
+    """The first filter that rules out every offer for this job."""
+    gpus = sorted({d.accelerator for d in job.demands if d.accelerator})
+    shape = " or ".join(f"{d.accelerator}:{d.accelerator_count:g}" if d.accelerator else "CPU"
+                        for d in job.demands)
+    with_type = [o for o in offers if not gpus or o.gpu in gpus]
+    if not with_type:
+        return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no on-prem node, pool or cloud offers {' or '.join(gpus)}",
+                      scope=",".join(gpus))
+    if job.gpu_memory_gb is not None and gpus:
+        if all(o.gpu_memory_gb < job.gpu_memory_gb for o in with_type):
+            largest = max(o.gpu_memory_gb for o in with_type)
+            return Reason(ReasonCode.INSUFFICIENT_GPU_MEMORY,
+                          f"needs {job.gpu_memory_gb:g} GB per GPU; the largest {'/'.join(gpus)} has {largest:g} GB",
+                          scope=",".join(gpus))
+    in_tiers = [o for o in with_type if o.tier in job.tiers and (not job.onprem_only or o.tier is Tier.ONPREM)]
+    if not in_tiers:
+        if job.onprem_only:
+            return Reason(ReasonCode.RESIDENCY, f"data residency keeps it on-prem, and no on-prem node has {shape}")
+        return Reason(ReasonCode.NO_FEASIBLE_TARGET,
+                      f"no offer of {shape} in the allowed tiers ({', '.join(sorted(t.value for t in job.tiers))})")
+    fitting = [o for o in in_tiers if any(fits(job, d, o, policy) for d in job.demands)]
+    if not fitting:
+        return Reason(ReasonCode.NO_FEASIBLE_TARGET,
+                      f"no offer matches {shape} with {job.demands[0].cpus:g}+ CPUs, "
+                      f"{job.demands[0].memory_gb:g}+ GB memory and the job's pins and spot setting")
+    multi_node_ok = [o for o in fitting if o.sharing is Sharing.DEDICATED or o.capacity is None
+                     or sum(1 for p in fitting if p.tier is o.tier and p.gpu == o.gpu) >= job.num_nodes]
+    if not multi_node_ok:
+        return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"needs {job.num_nodes} nodes of {shape}; fewer exist")
+    if job.budget_usd is not None:
+        cheapest = min(o.job_price_per_hour(job.demands[0]) * job.num_nodes * job.expected_hours for o in fitting)
+        return Reason(ReasonCode.OVER_BUDGET,
+                      f"the cheapest fitting offer costs ${cheapest:,.2f} over {job.expected_hours:g} h, "
+                      f"above the job's budget of ${job.budget_usd:,.2f}")
+    return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no free offer matches {shape}")
+
+
+def why_queued(job: Job, options: list[SignatureOption], queue: float, ledger: CapacityLedger,
+               policy: Policy) -> Reason:
+    """The limit that keeps a feasible job queued: the blocker of its best worthwhile option."""
+    ranked = sorted(options, key=lambda o: job_objective(job, o, policy))
+    for option in ranked:
+        if job_objective(job, option, policy) >= queue:
+            break
+        blocker = ledger.blocker(job, option)
+        if blocker is None:
+            continue
+        if blocker.code is ReasonCode.WAITING_FOR_CAPACITY and job.onprem_only:
+            return Reason(ReasonCode.RESIDENCY, "data residency keeps it on-prem, and on-prem capacity is taken: "
+                          + blocker.message, scope=blocker.scope)
+        if blocker.code is ReasonCode.WAITING_FOR_CAPACITY:
+            return Reason(blocker.code, "outbid by higher-priority or better-fitting work: " + blocker.message,
+                          scope=blocker.scope)
+        return blocker
+    burst = next((o for o in ranked if not o.group.node_count), None)
+    if burst is None:
+        return Reason(ReasonCode.WAITING_FOR_CAPACITY, "every node that fits is taken", scope=job.demands[0].accelerator)
+    premium = job_objective(job, burst, policy) - queue
+    return Reason(ReasonCode.WAITING_FOR_CAPACITY,
+                  f"owned capacity is taken; starting now on {burst.group.offer.provider} {burst.group.offer.name} "
+                  f"would cost ${premium:,.2f} more than waiting {policy.expected_wait_hours:g} h is worth",
+                  scope=job.demands[0].accelerator)
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    offer: Offer
+    objective: float
+    dollars: float
+    delta_objective: float  # versus the chosen option (or versus waiting, for a queued job)
+    blocked_by: Reason | None
+
+
+def alternatives(job: Job, options: list[SignatureOption], baseline: float, ledger: CapacityLedger | None,
+                 policy: Policy, limit: int = 3) -> list[Alternative]:
+    """The next best options for a job, cheapest first, with what each would cost more and what blocks it."""
+    priced = sorted(options, key=lambda o: job_objective(job, o, policy))
+    result = []
+    for option in priced[:limit]:
+        objective = job_objective(job, option, policy)
+        blocker = ledger.blocker(job, option) if ledger is not None else None
+        result.append(Alternative(option.group.offer, objective, option.rate * job.expected_hours,
+                                  objective - baseline, blocker))
+    return result

@@ -1,0 +1,142 @@
+"""A small sparse (mixed-integer) linear program and the two ways to solve it.
+
+The placement model is built once as arrays (every row is `sum a_i x_i <= b`,
+variables are bounded counts) and handed either to HiGHS directly through
+highspy (fast: no per-variable Python objects) or to PuLP, whose bundled CBC
+is the fallback when HiGHS is unavailable or fails. Both honour a time limit
+and a relative gap, and both report the best bound so a plan can say how far
+from optimal it may be.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class LinearProgram:
+    cost: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    row_index: list[list[int]] = field(default_factory=list)
+    row_coef: list[list[float]] = field(default_factory=list)
+    row_upper: list[float] = field(default_factory=list)
+
+    def add_var(self, cost: float, upper: float) -> int:
+        self.cost.append(cost)
+        self.upper.append(upper)
+        return len(self.cost) - 1
+
+    def add_row(self, index: list[int], coef: list[float], upper: float) -> None:
+        if index:
+            self.row_index.append(index)
+            self.row_coef.append(coef)
+            self.row_upper.append(upper)
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Solution:
+    values: list[float] | None  # None: no feasible solution found
+    status: str
+    objective: float
+    bound: float  # best proven lower bound on the objective (== objective when optimal)
+    optimal: bool
+
+
+def solve(lp: LinearProgram, *, integer: bool, backend: str = "highs", time_limit_s: float = 2.0,
+          mip_rel_gap: float = 1e-3) -> Solution:
+    if lp.num_vars == 0:
+        return Solution([], "empty", 0.0, 0.0, True)
+    if backend == "highs":
+        try:
+            return _solve_highs(lp, integer, time_limit_s, mip_rel_gap)
+        except ImportError:
+            backend = "cbc"
+    return _solve_pulp(lp, integer, time_limit_s, mip_rel_gap)
+
+
+def _quiet_highs():
+    """A HiGHS instance without the licence banner HiGHS writes to the process's stdout on first use.
+
+    The banner is printed from C++ before any option can be set, and it would
+    corrupt `--json` output, so file descriptor 1 is pointed at /dev/null while
+    the instance is constructed.
+    """
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float) -> Solution:
+    import highspy
+
+    h = _quiet_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(gap))
+    h.setOptionValue("threads", 1)
+    n = lp.num_vars
+    cols = np.arange(n, dtype=np.int32)
+    h.addVars(n, np.zeros(n), np.asarray(lp.upper, dtype=float))
+    h.changeColsCost(n, cols, np.asarray(lp.cost, dtype=float))
+    m = len(lp.row_upper)
+    if m:
+        starts = np.zeros(m, dtype=np.int32)
+        np.cumsum([len(r) for r in lp.row_index[:-1]], out=starts[1:])
+        index = np.fromiter((i for r in lp.row_index for i in r), dtype=np.int32)
+        coef = np.fromiter((c for r in lp.row_coef for c in r), dtype=float)
+        h.addRows(m, np.full(m, -highspy.kHighsInf), np.asarray(lp.row_upper, dtype=float), len(index), starts,
+                  index, coef)
+    if integer:
+        h.changeColsIntegrality(n, cols, np.full(n, highspy.HighsVarType.kInteger))
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus())
+    info = h.getInfo()
+    if info.primal_solution_status != 2:  # no feasible point
+        return Solution(None, status, math.inf, -math.inf, False)
+    values = list(h.getSolution().col_value)
+    objective = info.objective_function_value
+    optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    bound = info.mip_dual_bound if integer else objective
+    if not math.isfinite(bound):
+        bound = -math.inf
+    return Solution(values, status, objective, bound, optimal)
+
+
+def _solve_pulp(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float) -> Solution:
+    import pulp
+
+    problem = pulp.LpProblem("placement", pulp.LpMinimize)
+    category = pulp.LpInteger if integer else pulp.LpContinuous
+    xs = [pulp.LpVariable(f"x{i}", lowBound=0, upBound=u, cat=category) for i, u in enumerate(lp.upper)]
+    problem.setObjective(pulp.LpAffineExpression(zip(xs, lp.cost)))
+    for k, (index, coef, upper) in enumerate(zip(lp.row_index, lp.row_coef, lp.row_upper)):
+        problem.addConstraint(pulp.LpAffineExpression([(xs[i], c) for i, c in zip(index, coef)]) <= upper, f"r{k}")
+    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=gap)
+    problem.solve(solver)
+    status = pulp.LpStatus[problem.status]
+    values = [x.varValue for x in xs]
+    if any(v is None for v in values) or problem.sol_status not in (pulp.LpSolutionOptimal,
+                                                                    pulp.LpSolutionIntegerFeasible):
+        return Solution(None, status, math.inf, -math.inf, False)
+    objective = float(pulp.value(problem.objective) or 0.0)
+    optimal = problem.sol_status == pulp.LpSolutionOptimal
+    return Solution([float(v) for v in values], status, objective, objective if optimal else -math.inf, optimal)
