@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clouds.catalog import load_catalog_dir  # noqa: E402
-from clouds.inventory import alibaba_node_offers  # noqa: E402
+from clouds.inventory import Inventory, import_alibaba_nodes  # noqa: E402
 from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier  # noqa: E402
 from placement.solve import solve_round  # noqa: E402
 from placement.solve.bound import lp_lower_bound  # noqa: E402
@@ -89,7 +89,7 @@ def make_jobs(count: int, nodes: list[Offer], rng: random.Random) -> tuple[Job, 
 
 def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: int) -> Snapshot:
     rng = random.Random(seed)
-    all_nodes = alibaba_node_offers(NODES_CSV)
+    all_nodes = Inventory(nodes=import_alibaba_nodes(NODES_CSV)).offers()
     nodes = rng.sample(all_nodes, nodes_count)
     pools, quotas = private_pools()
     jobs = make_jobs(jobs_count, nodes, rng)

@@ -17,8 +17,11 @@ becomes one line in `CatalogLoad.warnings`, grouped per file, instance type and 
   clouds do not sell in slices): skipped, unless the true count is known from the instance
   name or `_KNOWN_GPU_COUNTS` (Azure ND96isr_H100_v5 says 12; it has 8), then fixed;
 - accelerators this engine does not know (TPUs, Inferentia, ...): skipped;
-- GCP: see `_gcp_offers`; a host price of 0.0 (a4-highgpu-8g) leaves the GPU row as the
-  whole price, a lower bound, rather than dropping the only B200 offer GCP lists.
+- GCP (host and GPU priced apart, see `_gcp_offers`): a host price of 0.0 (a4-highgpu-8g)
+  leaves the GPU row as the whole price, a lower bound, rather than dropping the only B200
+  machine GCP lists; GPU machine types SkyPilot does not map to their GPUs (a3-edgegpu-8g,
+  the -nolssd variants) are skipped, as neither GPU nor CPU offers; a GPU row with no host in
+  its zone, or in a count GCP does not attach, is skipped.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ _GCP_FIXED_HOSTS: dict[str, tuple[str, int]] = {
     "a4-highgpu-8g": ("B200", 8),
     **{f"g4-standard-{cpus}": ("RTXPRO6000", n) for n, cpus in ((1, 48), (2, 96), (4, 192), (8, 384))},
 }
+_GCP_FIXED_GPUS = frozenset(accelerator for accelerator, _ in _GCP_FIXED_HOSTS.values())
 # Families of GPU machine types; one not in _GCP_FIXED_HOSTS (a3-edgegpu-8g, *-nolssd) is a
 # GPU machine SkyPilot cannot launch with its GPUs, so it is no CPU offer either.
 _GCP_GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
@@ -144,14 +148,18 @@ class _Problems:
         return lambda problem: self.add(file, subject, problem, row.line, row.where)
 
     def lines(self) -> list[str]:
+        """`file:line,line: subject: problem (where, where)`, in file and line order."""
         out = []
         for (file, subject, problem), rows in sorted(self.rows.items(), key=lambda kv: (kv[0][0], min(kv[1]))):
-            numbers = [n for n in rows if n]
-            lines = ":" + ",".join(map(str, numbers[:6])) + (",..." if len(numbers) > 6 else "") if numbers else ""
-            places = list(dict.fromkeys(p for p in rows.values() if p))
-            where = f" ({', '.join(places[:6])}{', ...' if len(places) > 6 else ''})" if places else ""
-            out.append(f"{file}{lines}: {subject}: {problem}{where}")
+            numbers = _first_few([str(n) for n in rows if n], ",")
+            places = _first_few(list(dict.fromkeys(p for p in rows.values() if p)), ", ")
+            out.append(f"{file}{':' + numbers if numbers else ''}: {subject}: {problem}"
+                       f"{f' ({places})' if places else ''}")
         return out
+
+
+def _first_few(items: list[str], sep: str, few: int = 6) -> str:
+    return sep.join(items[:few]) + (f"{sep}..." if len(items) > few else "")
 
 
 def skypilot_catalog_dir() -> Path:
@@ -209,7 +217,10 @@ def _load_file(path: Path, label: str, cloud: str, problems: _Problems) -> list[
         return _gcp_offers(rows, label, problems)
     out = []
     for row in rows:
-        report = problems.reporter(label, row.instance, row)
+        report = problems.reporter(label, row.instance or _gpu_subject(row), row)
+        if not row.instance:
+            report("InstanceType empty; row skipped")
+            continue
         gpu = _resolve_gpu(cloud, row, report)
         if gpu is not None:
             out += [(_offer(cloud, row, row.instance, gpu, spot, price), row.line)
@@ -243,18 +254,19 @@ def _parse_row(record: dict, line: int, label: str, problems: _Problems) -> _Row
     text = {k: v.strip() for k, v in record.items()}
     instance = text["InstanceType"]
     subject = instance or f"{text['AcceleratorName']}:{text['AcceleratorCount']}"
-    bad: list[str] = []
+    fatal: list[str] = []  # the row is no use without these
+    absent: list[str] = []  # a price or count the row can do without
 
     def number(column: str, required: bool) -> float | None:
         value = text.get(column, "")
         if not value:
             if required:
-                bad.append(f"{column} empty")
+                fatal.append(f"{column} empty")
             return None
         try:
             return float(value)
         except ValueError:
-            bad.append(f"{column} {value!r} is not a number")
+            (fatal if required else absent).append(f"{column} {value!r} is not a number")
             return None
 
     row = _Row(line=line, instance=instance, accelerator=text["AcceleratorName"],
@@ -264,12 +276,15 @@ def _parse_row(record: dict, line: int, label: str, problems: _Problems) -> _Row
                spot=number("SpotPrice", False), region=text["Region"],
                zone=text.get("AvailabilityZone") or None, arch=text.get("Arch") or None)
     if not row.region:
-        bad.append("Region empty")
-    fatal = [b for b in bad if not b.startswith(("Price", "SpotPrice", "AcceleratorCount"))]
-    for problem in bad:
-        consequence = "row skipped" if fatal else "treated as absent"
-        problems.add(label, subject, f"{problem}; {consequence}", line, row.where if row.region else "")
-    return None if fatal else row
+        fatal.append("Region empty")
+    where = row.where if row.region else ""
+    for problem in fatal:
+        problems.add(label, subject, f"{problem}; row skipped", line, where)
+    if fatal:
+        return None
+    for problem in absent:
+        problems.add(label, subject, f"{problem}; treated as absent", line, where)
+    return row
 
 
 def _gpu_subject(row: _Row) -> str:
@@ -366,17 +381,18 @@ def _gcp_offers(rows: list[_Row], label: str, problems: _Problems) -> list[tuple
     combined offer has a spot price when both rows have one.
     """
     out: list[tuple[Offer, int]] = []
-    gpu_rows: dict[tuple[str, str | None, str, float], _Row] = {}
+    gpu_rows: dict[tuple[str, str | None, str, float], tuple[_Row, _Gpu]] = {}
     n1_hosts: dict[tuple[str, str | None], list[_Row]] = {}
     fixed_hosts: list[_Row] = []
     for row in rows:
-        report = problems.reporter(label, row.instance, row)
         if not row.instance:
-            if row.count is None:
-                problems.reporter(label, _gpu_subject(row), row)("GPU price row without a GPU count; skipped")
-            else:
-                gpu_rows[row.region, row.zone, row.accelerator, row.count] = row
-        elif row.accelerator or not row.instance.startswith(_GCP_GPU_FAMILIES):
+            report = problems.reporter(label, _gpu_subject(row), row)
+            gpu = _resolve_gpu("gcp", row, report)
+            if gpu is not None:
+                gpu_rows[row.region, row.zone, row.accelerator, gpu.count] = (row, gpu)
+            continue
+        report = problems.reporter(label, row.instance, row)
+        if row.accelerator or not row.instance.startswith(_GCP_GPU_FAMILIES):
             gpu = _resolve_gpu("gcp", row, report)
             if gpu is not None:
                 out += [(_offer("gcp", row, row.instance, gpu, spot, price), row.line)
@@ -391,41 +407,36 @@ def _gcp_offers(rows: list[_Row], label: str, problems: _Problems) -> list[tuple
     used: set[int] = set()
     for host in fixed_hosts:
         accelerator, count = _GCP_FIXED_HOSTS[host.instance]
-        gpu_row = gpu_rows.get((host.region, host.zone, accelerator, count))
-        if gpu_row is None:
+        found = gpu_rows.get((host.region, host.zone, accelerator, count))
+        if found is None:
             problems.reporter(label, host.instance, host)(f"no {accelerator}:{count} price row in the zone; skipped")
             continue
-        used.add(gpu_row.line)
-        out += _combined(label, host, gpu_row, problems)
-    for gpu_row in gpu_rows.values():
+        used.add(found[0].line)
+        out += _combined(label, host, *found, problems)
+    for gpu_row, gpu in gpu_rows.values():
         if gpu_row.line in used:
             continue
         report = problems.reporter(label, _gpu_subject(gpu_row), gpu_row)
-        if _resolve_gpu("gcp", gpu_row, report) is None:
-            continue
-        limits = _GCP_ATTACHABLE.get(gpu_row.accelerator, {})
-        if gpu_row.accelerator in {a for a, _ in _GCP_FIXED_HOSTS.values()}:
+        limits = _GCP_ATTACHABLE.get(gpu.accelerator, {})
+        if gpu.accelerator in _GCP_FIXED_GPUS:
             report("no host machine type in the zone; skipped")
-        elif gpu_row.count not in limits:
+        elif gpu.count not in limits:
             report(f"not attachable to N1 hosts in this count (valid: {sorted(limits) or 'none'}); skipped")
         else:
-            max_cpus, max_memory = _GCP_ZONE_LIMITS.get(
-                (gpu_row.accelerator, int(gpu_row.count), gpu_row.zone or ""), limits[int(gpu_row.count)])
+            max_cpus, max_memory = _GCP_ZONE_LIMITS.get((gpu.accelerator, int(gpu.count), gpu_row.zone or ""),
+                                                        limits[int(gpu.count)])
             hosts = [h for h in n1_hosts.get((gpu_row.region, gpu_row.zone), [])
                      if (h.vcpus or 0) <= max_cpus and (h.memory_gb or 0) <= max_memory]
             if not hosts:
                 report("no N1 host it attaches to in the zone; skipped")
             for host in hosts:
-                out += _combined(label, host, gpu_row, problems, attached=True)
+                out += _combined(label, host, gpu_row, gpu, problems, attached=True)
     return out
 
 
-def _combined(label: str, host: _Row, gpu_row: _Row, problems: _Problems,
+def _combined(label: str, host: _Row, gpu_row: _Row, gpu: _Gpu, problems: _Problems,
               attached: bool = False) -> list[tuple[Offer, int]]:
     """Offers for one GCP host with one GPU row's GPUs."""
-    gpu = _resolve_gpu("gcp", gpu_row, problems.reporter(label, _gpu_subject(gpu_row), gpu_row))
-    if gpu is None:
-        return []
     id_name = f"{host.instance}+{gpu.accelerator}:{gpu.count:g}" if attached else host.instance
     out = []
     for spot, host_price, gpu_price in ((False, host.price, gpu_row.price), (True, host.spot, gpu_row.spot)):
@@ -434,8 +445,7 @@ def _combined(label: str, host: _Row, gpu_row: _Row, problems: _Problems,
         if host_price == 0:
             problems.reporter(label, host.instance, host)(
                 f"host price 0.0; priced from the {gpu.accelerator}:{gpu.count:g} row alone (a lower bound)")
-        offer = _offer("gcp", host, id_name, gpu, spot, round(host_price + gpu_price, 6))
-        out.append((offer, host.line))
+        out.append((_offer("gcp", host, id_name, gpu, spot, round(host_price + gpu_price, 6)), host.line))
     return out
 
 

@@ -150,7 +150,7 @@ class PoolSpec(_Spec):
     name: str
     infra: str
     gpu_quota: float = Field(ge=0)
-    gpus: list[PoolGpu] = Field(min_length=1)
+    gpu_types: list[PoolGpu] = Field(min_length=1)
     site: str | None = None
     grid_gco2_per_kwh: float | None = Field(None, ge=0)
 
@@ -164,14 +164,15 @@ class PoolSpec(_Spec):
                           valid="k8s/<kubernetes context> or ssh/<node pool>")
         return infra
 
-    @model_validator(mode="after")
-    def _one_entry_per_gpu(self) -> PoolSpec:
+    @field_validator("gpu_types")
+    @classmethod
+    def _one_entry_per_gpu(cls, entries: list[PoolGpu]) -> list[PoolGpu]:
         seen: set[str] = set()
-        for i, entry in enumerate(self.gpus):
+        for i, entry in enumerate(entries):
             if entry.gpu in seen:
-                raise Invalid(f"{entry.gpu} listed twice", valid="one entry per GPU type", path=("gpus", i, "gpu"))
+                raise Invalid(f"{entry.gpu} listed twice", valid="one entry per GPU type", path=(i, "gpu"))
             seen.add(entry.gpu)
-        return self
+        return entries
 
     def sky_cloud_region(self) -> tuple[str, str]:
         """(cloud, region) as SkyPilot reads the infra: k8s/<ctx> -> kubernetes, ctx; ssh/<p> -> ssh, ssh-<p>."""
@@ -186,27 +187,32 @@ class Inventory(_Spec):
     nodes: list[NodeSpec] = Field(default_factory=list)
     pools: list[PoolSpec] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Inventory:
+    @field_validator("nodes")
+    @classmethod
+    def _unique_node_names(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
         first: dict[str, int] = {}
-        for i, spec in enumerate(self.nodes):
+        for i, spec in enumerate(nodes):
             for name in spec.node_names():
                 if name in first:
                     raise Invalid(f"node {name!r} is also named by nodes[{first[name]}]",
-                                  valid="unique node names", path=("nodes", i, "name"))
+                                  valid="unique node names", path=(i, "name"))
                 first[name] = i
-        pools: set[str] = set()
-        for i, pool in enumerate(self.pools):
-            if pool.name in pools:
-                raise Invalid(f"pool {pool.name!r} defined twice", valid="unique pool names",
-                              path=("pools", i, "name"))
-            pools.add(pool.name)
-        return self
+        return nodes
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pool_names(cls, pools: list[PoolSpec]) -> list[PoolSpec]:
+        seen: set[str] = set()
+        for i, pool in enumerate(pools):
+            if pool.name in seen:
+                raise Invalid(f"pool {pool.name!r} defined twice", valid="unique pool names", path=(i, "name"))
+            seen.add(pool.name)
+        return pools
 
     def offers(self) -> list[Offer]:
         """One ONPREM offer per node, one PRIVATE offer per pool and GPU type."""
         return [offer for spec in self.nodes for offer in self._node_offers(spec)] + \
-            [self._pool_offer(pool, entry) for pool in self.pools for entry in pool.gpus]
+            [self._pool_offer(pool, entry) for pool in self.pools for entry in pool.gpu_types]
 
     def pool_quotas(self) -> dict[str, float]:
         """Private pool -> GPUs it may use in all."""

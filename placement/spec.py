@@ -644,8 +644,9 @@ def load_specs(paths: Iterable[str | Path], *,
                priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES) -> list[LoadedSpec]:
     """Job specs from files, multi-document files and directories (every *.yaml / *.yml below, sorted).
 
-    Raises one ConfigError with every problem of every file. A file is taken whole or not
-    at all: one bad document rejects its file.
+    `priority_classes` are the names `placement.priority` may take (a policy sets them); a
+    spec that names none gets `normal`. Raises one ConfigError with every problem of every
+    file. A file is taken whole or not at all: one bad document rejects its file.
     """
     context = {"priority_classes": tuple(priority_classes)}
     specs: list[LoadedSpec] = []
@@ -711,7 +712,8 @@ def to_job(loaded: LoadedSpec, job_id: str) -> Job:
 def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
     """Jobs with ids from the spec name (or file stem), made unique with -2, -3, ...
 
-    A service becomes one job per replica to place now, `<name>-replica-<k>`.
+    A service becomes one job per replica to place now, `<name>-replica-<k>`: its
+    `min_replicas` (none while it may scale to zero), its fixed `replicas`, or one.
     """
     jobs: list[Job] = []
     used: set[str] = set()

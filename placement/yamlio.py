@@ -18,7 +18,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,11 +115,11 @@ def closest(word: str, choices: Sequence[str]) -> str | None:
 class Document:
     """One non-empty YAML document of a file, with the line of every key and list item."""
 
-    data: Any  # plain dicts, lists, sets and scalars
+    data: Any = field(repr=False)  # plain dicts, lists, sets and scalars; aliases make reprs explode
     file: str
     index: int  # 1-based position in the file
     multi: bool  # the file holds more than one document
-    lines: Mapping[FieldPath, int]  # path -> 1-based line; mapping keys as str, list items as int
+    lines: Mapping[FieldPath, int] = field(repr=False)  # path -> 1-based line; keys as str, items as int
 
     @property
     def number(self) -> int | None:
@@ -235,10 +235,9 @@ def _walk(node: yaml.Node, path: FieldPath, index: int, lines: dict[FieldPath, i
         first_line: dict[tuple[str, str], int] = {}
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode):
-                _walk(key_node, path, index, lines, problems, seen)
-                continue
-            if key_node.tag not in _SafeLoader.yaml_constructors and key_node.tag != _MERGE_TAG:
+            if not isinstance(key_node, yaml.ScalarNode) or (
+                    key_node.tag not in _SafeLoader.yaml_constructors and key_node.tag != _MERGE_TAG):
+                # Complex or tagged keys: only their tags are checked; constructing rejects unhashable ones.
                 _walk(key_node, path, index, lines, problems, seen)
                 continue
             key = (key_node.tag, key_node.value)

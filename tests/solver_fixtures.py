@@ -62,14 +62,24 @@ def builtin_policy(name: str, **solver) -> Policy:
     return Policy.model_validate(data)
 
 
+def revise(policy: Policy, **fields) -> Policy:
+    """`policy` with some fields replaced, validated again (`revise(p, caps={"global": {"usd_per_hour": 50}})`).
+
+    `solver=` is merged into the existing solver settings.
+    """
+    data = policy.model_dump(mode="json", by_alias=True)
+    if "solver" in fields:
+        fields["solver"] = {**data["solver"], **fields["solver"]}
+    return Policy.model_validate({**data, **fields})
+
+
 def exact(policy: Policy, time_limit_s: float = 20.0) -> Policy:
     """The same policy solved per job (no aggregation) to a zero gap: the plan is the model's optimum."""
-    settings = policy.solver.model_copy(update={"aggregate": False, "mip_rel_gap": 0.0, "time_limit_s": time_limit_s})
-    return policy.model_copy(update={"solver": settings})
+    return revise(policy, solver={"aggregate": False, "mip_rel_gap": 0.0, "time_limit_s": time_limit_s})
 
 
 def with_backend(policy: Policy, backend: str) -> Policy:
-    return policy.model_copy(update={"solver": policy.solver.model_copy(update={"backend": backend})})
+    return revise(policy, solver={"backend": backend})
 
 
 # ---------------------------------------------------------------------------------------------- offers
@@ -227,6 +237,14 @@ def check_plan(snap: Snapshot, policy: Policy, plan: Plan) -> None:
         elif offer.sharing is Sharing.DEDICATED:
             assert offer.gpu is None, f"CPU job {j.id} rented a GPU instance"
         assert offer.vcpus >= demand.cpus - EPS and offer.memory_gb >= demand.memory_gb - EPS
+        # Pins, on every machine the job runs on.
+        machines = [onprem_by_name[n] for n in p.nodes] if offer.tier is Tier.ONPREM else [offer]
+        for machine in machines:
+            for pin in ("cloud", "region", "zone"):
+                wanted = getattr(demand, pin)
+                assert wanted is None or getattr(machine, pin) == wanted, \
+                    f"{j.id} pinned to {pin} {wanted}, placed on {machine.name} in {getattr(machine, pin)}"
+            assert demand.instance_type is None or machine.name == demand.instance_type
         # Price and budget.
         rate = expected_rate(offer, demand, j.num_nodes)
         assert math.isclose(p.rate_per_hour, rate, rel_tol=1e-9, abs_tol=1e-9), (j.id, p.rate_per_hour, rate)

@@ -109,7 +109,8 @@ def test_gcp_host_plus_gpu_prices_checked_by_hand(by_id: dict) -> None:
     t4 = by_id["gcp/us-central1/us-central1-a/n1-standard-8+T4:1/on-demand"]
     assert (t4.name, t4.gpu, t4.gpu_count, t4.vcpus) == ("n1-standard-8", "T4", 1, 8)
     assert t4.price_per_hour == pytest.approx(0.38 + 0.35)
-    assert by_id["gcp/us-central1/us-central1-a/n1-standard-8+T4:1/spot"].price_per_hour == pytest.approx(0.10446 + 0.175)
+    t4_spot = by_id["gcp/us-central1/us-central1-a/n1-standard-8+T4:1/spot"]
+    assert t4_spot.price_per_hour == pytest.approx(0.10446 + 0.175)
     # The N1 host alone is still a CPU offer.
     assert by_id["gcp/us-central1/us-central1-a/n1-standard-8/on-demand"].gpu is None
 
@@ -226,6 +227,7 @@ def test_bad_rows_warn_and_never_crash(tmp_path: Path) -> None:
         "ok.xlarge,,,4,16,,1.0,0.3,us-east-1,use1-az1",                 # 13: duplicate
         "noregion.xlarge,,,4,16,,1.0,0.3,,",                            # 14: no region
         'info.xlarge,T4,1,4,16,"{\'Gpus\': [",1.0,,us-east-1,use1-az1',  # 15: broken GpuInfo
+        ",,,4,16,,1.0,,us-east-1,use1-az1",                             # 16: no instance type
     ])
     load = load_catalog_dir(tmp_path)
     ids = {o.id for o in load.offers}
@@ -240,7 +242,7 @@ def test_bad_rows_warn_and_never_crash(tmp_path: Path) -> None:
                        (9, "impossible GPU count 32"), (10, "unknown accelerator 'Inferentia'"),
                        (11, "spot price above on-demand"), (12, "on-demand price 0.0 is not a price"),
                        (13, "duplicate offer"), (14, "Region empty; row skipped"),
-                       (15, "GpuInfo has no readable GPU memory")]:
+                       (15, "GpuInfo has no readable GPU memory"), (16, "InstanceType empty; row skipped")]:
         assert any(w.startswith(f"{tmp_path.name}/aws/vms.csv:{line}") and part in w for w in load.warnings), part
     info = next(o for o in load.offers if o.name == "info.xlarge")
     assert info.gpu_memory_gb == 16  # from the GPU table
@@ -263,7 +265,8 @@ def test_missing_columns_skip_the_file(tmp_path: Path) -> None:
 
 
 def test_gcp_gpu_row_without_a_host_in_its_zone(tmp_path: Path) -> None:
-    header = "InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice"
+    header = ("InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,"
+              "Price,SpotPrice")
     write_catalog(tmp_path, "gcp", [
         "n1-standard-8,8,30,,,,us-central1,us-central1-a,0.38,0.1",
         ",,,T4,1,,us-central1,us-central1-b,0.35,0.175",      # host only in zone a

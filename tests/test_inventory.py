@@ -67,11 +67,12 @@ def test_private_pool_offers(example: Inventory) -> None:
 
 def test_ssh_pool_and_grid_fallback(tmp_path: Path) -> None:
     path = tmp_path / "inv.yaml"
-    path.write_text("pools:\n  - name: lab\n    infra: ssh/lab-boxes\n    gpu_quota: 4\n    gpus:\n"
+    path.write_text("pools:\n  - name: lab\n    infra: ssh/lab-boxes\n    gpu_quota: 4\n    gpu_types:\n"
                     "      - {gpu: rtx6000, price_per_gpu_hour: 0.3, gpus_per_node: 2, vcpus_per_node: 16,"
                     " memory_gb_per_node: 64}\n")
     offer = load_inventory(path).offers()[0]
-    assert (offer.id, offer.cloud, offer.region, offer.gpu) == ("private/lab/RTX6000", "ssh", "ssh-lab-boxes", "RTX6000")
+    assert (offer.id, offer.cloud, offer.region, offer.gpu) == (
+        "private/lab/RTX6000", "ssh", "ssh-lab-boxes", "RTX6000")
     assert offer.gco2_per_kwh == energy.grid_intensity("onprem", None).gco2_per_kwh
 
 
@@ -101,7 +102,7 @@ pools:
   - name: p
     infra: aws/us-east-1
     gpu_quota: 8
-    gpus:
+    gpu_types:
       - {gpu: L4, price_per_gpu_hour: 0.4, gpus_per_node: 4, vcpus_per_node: 8}
 """)
     file = str(tmp_path / "inventory.yaml")
@@ -115,20 +116,29 @@ pools:
         f"{file}:13: nodes[2].cpus: out of range (given: -1); valid: greater than 0",
         f"{file}:17: pools[0].infra: not a SkyPilot infra for a private pool (given: 'aws/us-east-1'); "
         "valid: k8s/<kubernetes context> or ssh/<node pool>",
-        f"{file}:20: pools[0].gpus[0].memory_gb_per_node: required field is missing; valid: add `memory_gb_per_node:`",
+        f"{file}:20: pools[0].gpu_types[0].memory_gb_per_node: required field is missing; "
+        "valid: add `memory_gb_per_node:`",
     ]
 
 
-def test_group_names_must_not_collide(tmp_path: Path) -> None:
+def test_node_and_pool_names_must_not_collide(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, """\
 nodes:
   - {name: gpu, count: 3, gpu: T4, gpus: 1, cpus: 4, memory_gb: 16}
   - {name: gpu-1, cpus: 4, memory_gb: 16}
 pools:
-  - {name: p, infra: k8s/a, gpu_quota: 1, gpus: [{gpu: L4, price_per_gpu_hour: 1, gpus_per_node: 1, vcpus_per_node: 4, memory_gb_per_node: 16}]}
-  - {name: p, infra: k8s/b, gpu_quota: 1, gpus: [{gpu: L4, price_per_gpu_hour: 1, gpus_per_node: 1, vcpus_per_node: 4, memory_gb_per_node: 16}]}
+  - name: p
+    infra: k8s/a
+    gpu_quota: 1
+    gpu_types: [{gpu: L4, price_per_gpu_hour: 1, gpus_per_node: 1, vcpus_per_node: 4, memory_gb_per_node: 16}]
+  - name: p
+    infra: k8s/b
+    gpu_quota: 1
+    gpu_types: [{gpu: L4, price_per_gpu_hour: 1, gpus_per_node: 1, vcpus_per_node: 4, memory_gb_per_node: 16}]
 """)
-    assert len(errors) == 1 and ":3: nodes[1].name: node 'gpu-1' is also named by nodes[0]" in errors[0]
+    assert len(errors) == 2
+    assert ":3: nodes[1].name: node 'gpu-1' is also named by nodes[0]" in errors[0]
+    assert ":9: pools[1].name: pool 'p' defined twice" in errors[1]
 
 
 def test_gpu_type_without_default_price_needs_one(tmp_path: Path) -> None:

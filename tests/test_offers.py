@@ -36,7 +36,8 @@ def test_collect_offers_joins_all_tiers(offer_set: OfferSet) -> None:
 def test_collect_offers_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path))  # no SkyPilot catalog here: the shipped one is used
     default = collect_offers()
-    assert {o.id for o in default.offers} == {o.id for o in collect_offers(DEFAULT_INVENTORY, [SHIPPED_CATALOG_DIR]).offers}
+    explicit = collect_offers(DEFAULT_INVENTORY, [SHIPPED_CATALOG_DIR])
+    assert {o.id for o in default.offers} == {o.id for o in explicit.offers}
 
 
 def test_cheapest_first_across_tiers(offers: list[Offer]) -> None:

@@ -68,6 +68,14 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         else:
             used = "greedy (no solution in time)"
     _fill(jobs, job_options, queue_costs, ledger, policy, placed)
+    if used == "milp":
+        # The greedy is cheap next to the solve; when packing losses make the MILP's plan the worse one, keep
+        # the greedy's, so a round is never worse than the baseline.
+        greedy_ledger = CapacityLedger(snapshot, groups, policy)
+        greedy_placed: dict[str, tuple[SignatureOption, list[Offer]]] = {}
+        _fill(jobs, job_options, queue_costs, greedy_ledger, policy, greedy_placed)
+        if _objective(jobs, greedy_placed, queue_costs, policy) < _objective(jobs, placed, queue_costs, policy) - 1e-9:
+            used, ledger, placed = "greedy (better than the MILP's packing)", greedy_ledger, greedy_placed
 
     placements, queued = [], []
     objective = 0.0
@@ -78,7 +86,7 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
             placements.append(placement)
             objective += placement.objective
         elif not job_options[job.id]:
-            queued.append((job.id, why_infeasible(job, snapshot.offers, policy)))
+            queued.append((job.id, why_infeasible(job, snapshot.offers, snapshot.blocked_offers, policy)))
         else:
             objective += queue_costs[job.id]
             queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy)))
@@ -143,6 +151,12 @@ def _realise(variables: list[tuple[JobClass, SignatureOption]], values: list[flo
         blocker, offers = ledger.try_place(job, option)
         if blocker is None:
             placed[job.id] = (option, offers)
+
+
+def _objective(jobs: tuple[Job, ...], placed: dict[str, tuple[SignatureOption, list[Offer]]],
+               queue_costs: dict[str, float], policy: Policy) -> float:
+    return sum(job_objective(job, placed[job.id][0], policy) if job.id in placed else queue_costs[job.id]
+               for job in jobs if job.id in queue_costs)
 
 
 def _whole_gpus(option: SignatureOption) -> float:

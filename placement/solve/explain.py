@@ -17,7 +17,7 @@ from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
 
 
-def why_infeasible(job: Job, offers: tuple[Offer, ...], policy: Policy) -> Reason:
+def why_infeasible(job: Job, offers: tuple[Offer, ...], blocked: frozenset[str], policy: Policy) -> Reason:
     """The first filter that rules out every offer for this job."""
     gpus = sorted({d.accelerator for d in job.demands if d.accelerator})
     shape = " or ".join(f"{d.accelerator}:{d.accelerator_count:g}" if d.accelerator else "CPU"
@@ -47,12 +47,16 @@ def why_infeasible(job: Job, offers: tuple[Offer, ...], policy: Policy) -> Reaso
                      or sum(1 for p in fitting if p.tier is o.tier and p.gpu == o.gpu) >= job.num_nodes]
     if not multi_node_ok:
         return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"needs {job.num_nodes} nodes of {shape}; fewer exist")
-    if job.budget_usd is not None:
-        cheapest = min(o.job_price_per_hour(job.demands[0]) * job.num_nodes * job.expected_hours for o in fitting)
+    available = [o for o in multi_node_ok if o.id not in blocked and o.capacity != 0]
+    if not available:
+        return Reason(ReasonCode.WAITING_FOR_CAPACITY,
+                      f"every offer of {shape} is full or on cool-down after a failed launch")
+    cheapest = min(o.job_price_per_hour(job.demands[0]) * job.num_nodes * job.expected_hours for o in available)
+    if job.budget_usd is not None and cheapest > job.budget_usd:
         return Reason(ReasonCode.OVER_BUDGET,
                       f"the cheapest fitting offer costs ${cheapest:,.2f} over {job.expected_hours:g} h, "
                       f"above the job's budget of ${job.budget_usd:,.2f}")
-    return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no free offer matches {shape}")
+    return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no offer with room matches {shape}")
 
 
 def why_queued(job: Job, options: list[SignatureOption], queue: float, ledger: CapacityLedger,

@@ -83,7 +83,8 @@ class NodeState:
 
     @property
     def exhausted(self) -> bool:
-        return self.cpus < _EPS or self.memory_gb < _EPS
+        """Nothing left for any job, even one that asks for no CPUs or no GPUs."""
+        return self.cpus < _EPS and self.memory_gb < _EPS and max(self.gpus, default=0.0) < _EPS
 
 
 class CapacityLedger:
