@@ -94,7 +94,7 @@ def test_low_priority_waits_for_onprem(policy):
     assert queue_obj < cloud_obj
     assert sorted(p.nodes for p in plan.placements) == [("n1",), ("n2",)]
     assert len(plan.queued) == 1
-    (waiting, why), = plan.queued
+    ((_, why),) = plan.queued
     assert why.code is ReasonCode.WAITING_FOR_CAPACITY and why.message
     assert plan.stats.objective == pytest.approx(2 * onprem_obj + queue_obj)  # 52.2
 
@@ -224,6 +224,14 @@ def test_running_work_holds_team_quota():
     policy = make_policy(quotas={"ml": {"public": 8}})
     snap = snapshot([job("ml-1", team="ml")], [public("p4d")], running=[running("r", tier=PUBLIC, rate=32, gpus=8)])
     assert reason(run(snap, policy).plan, "ml-1").code is ReasonCode.OVER_QUOTA
+
+
+def test_gpu_quota_does_not_block_a_cpu_only_job(policy):
+    # ml's on-prem GPU quota is 0 and it already runs 1 GPU there: over quota, but this job asks for no GPU.
+    policy = revise(policy, quotas={"ml": {"onprem": 0}})
+    snap = snapshot([cpu_job("etl", cpus=1, team="ml")], [onprem("n1")],
+                    running=[running("r", tier=ONPREM, team="ml", gpus=1, rate=2.0)])
+    assert tiers_of(run(snap, policy).plan) == {"etl": ONPREM}
 
 
 def test_team_onprem_quota_sends_big_jobs_elsewhere(policy):
@@ -420,6 +428,16 @@ def test_fractions_and_whole_gpus_share_a_node(policy):
     jobs = [job("w", gpus=1), job("h1", gpus=0.5), job("h2", gpus=0.5), job("h3", gpus=0.5, priority="low")]
     plan = run(snapshot(jobs, [node]), policy).plan
     assert placed_ids(plan) == {"w", "h1", "h2"}
+
+
+def test_fractions_of_different_sizes_share_a_gpu():
+    # One $2/h GPU: half pays $1/h, quarter $0.5/h. Both fit (0.75 of the GPU), as Ray would place them:
+    # 1 + 10*0.5/60 + 0.5 + 10*0.25/60 = 1.625; leaving the quarter queued costs 10*0.25 + 0.5417 more.
+    plan = run(snapshot([job("half", gpus=0.5), job("quarter", gpus=0.25)], [onprem("solo", gpus=1, price=2.0)]),
+               exact(make_policy())).plan
+    assert placed_ids(plan) == {"half", "quarter"}
+    assert plan.stats.objective == pytest.approx(1.5 + startup_usd(HIGH, 0.75, ONPREM))
+    assert plan.stats.objective == pytest.approx(plan.stats.lower_bound)
 
 
 def test_cpu_only_job_pays_its_cpu_share_of_a_gpu_node():

@@ -15,8 +15,6 @@ tiers and budgets, random surge caps and team quotas, and some running work.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st

@@ -28,9 +28,10 @@ def share_class(count: float) -> int:
 class NodeState:
     """Free capacity of one node, GPU by GPU.
 
-    Fractional requests are packed harmonically: a GPU that holds fractional
-    work holds only requests of one share class (1/2, 1/3, ...), which is how
-    the model counts them, so what the model decides the packer can realise.
+    Fractional requests are packed harmonically where they can be: a request
+    goes first to a GPU already holding its share class (1/2, 1/3, ...), which
+    is how the model counts them, then to a free GPU, and only then into the
+    leftover room of a GPU of another class.
     """
 
     offer: Offer
@@ -47,12 +48,14 @@ class NodeState:
         return cls(offer, gpus, [0] * len(gpus), offer.vcpus, offer.memory_gb, whole)
 
     def _fraction_slot(self, count: float) -> int | None:
+        """The GPU for a fractional request: one holding its share class, else a free one, else any with room."""
         k = share_class(count)
-        shared = [i for i, free in enumerate(self.gpus) if self.classes[i] == k and free >= count - _EPS]
-        if shared:
-            return min(shared, key=lambda i: self.gpus[i])
-        fresh = [i for i, free in enumerate(self.gpus) if self.classes[i] == 0 and free >= count - _EPS]
-        return min(fresh, key=lambda i: self.gpus[i]) if fresh else None
+        room = [i for i, free in enumerate(self.gpus) if free >= count - _EPS]
+        for preferred in ([i for i in room if self.classes[i] == k], [i for i in room if self.classes[i] == 0],
+                          room):
+            if preferred:
+                return min(preferred, key=lambda i: self.gpus[i])
+        return None
 
     def fits(self, demand: Demand) -> bool:
         if self.cpus < demand.cpus - _EPS or self.memory_gb < demand.memory_gb - _EPS:
@@ -76,7 +79,7 @@ class NodeState:
             i = self._fraction_slot(count)
             assert i is not None
             self.gpus[i] -= count
-            self.classes[i] = share_class(count)
+            self.classes[i] = self.classes[i] or share_class(count)
         self.cpus -= demand.cpus
         self.memory_gb -= demand.memory_gb
         self.whole = sum(1 for free in self.gpus if free >= 1 - _EPS)
@@ -122,19 +125,20 @@ class CapacityLedger:
         """Why `option` cannot take `job` now, or None if it can."""
         offer = option.group.offer
         tier = offer.tier
-        if offer.pool is not None and offer.pool in self.pool_left and self.pool_left[offer.pool] < option.gpus - _EPS:
+        if (option.gpus > _EPS and offer.pool is not None and offer.pool in self.pool_left
+                and self.pool_left[offer.pool] < option.gpus - _EPS):
             return Reason(ReasonCode.OVER_QUOTA,
                           f"private pool {offer.pool} has {max(self.pool_left[offer.pool], 0):g} of its GPU quota left, "
                           f"the job needs {option.gpus:g}", scope=offer.pool)
         left = self.quota_left.get((job.team, tier))
-        if left is not None and left < option.gpus - _EPS:
+        if left is not None and option.gpus > _EPS and left < option.gpus - _EPS:
             return Reason(ReasonCode.OVER_QUOTA,
                           f"team {job.team} has {max(left, 0):g} {tier.value} GPUs of quota left, the job needs "
                           f"{option.gpus:g}", scope=job.team)
         if tier is not Tier.ONPREM:
             for scope in (GLOBAL, job.team):
                 headroom = self.cap_left.get(scope)
-                if headroom is not None and headroom < option.rate - _EPS:
+                if headroom is not None and option.rate > _EPS and headroom < option.rate - _EPS:
                     return Reason(ReasonCode.OVER_SURGE_CAP,
                                   f"{'global' if scope == GLOBAL else 'team ' + scope} spend cap has "
                                   f"${max(headroom, 0):.2f}/h left, {offer.name} costs ${option.rate:.2f}/h",
