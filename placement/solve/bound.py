@@ -25,4 +25,4 @@ def lp_lower_bound(snapshot: Snapshot, policy: Policy, time_limit_s: float = 600
                           time_limit_s=time_limit_s)
     if solution.values is None or not solution.optimal:
         raise RuntimeError(f"the LP relaxation did not solve to optimality ({solution.status})")
-    return formulation.constant + solution.objective
+    return solution.objective

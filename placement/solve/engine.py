@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from time import perf_counter
+from typing import NamedTuple
 
 from placement.model import Job, Offer, Placement, Plan, Snapshot, SolveStats, Tier
 from placement.solve import milp
@@ -28,6 +29,14 @@ from placement.solve.explain import why_infeasible, why_queued
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
+
+
+class Chosen(NamedTuple):
+    """Where the round put a job: the option, the concrete offers (nodes) and the job's objective there."""
+
+    objective: float
+    option: SignatureOption
+    offers: list[Offer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +61,11 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
     classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate)
     ledger = CapacityLedger(snapshot, groups, policy)
     queue_costs = {job.id: job_queue_cost(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
+    ranked = {job.id: _ranked(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
 
     build_seconds = solve_seconds = 0.0
     status, used, bound, num_vars = "greedy", "greedy", None, 0
-    placed: dict[str, tuple[SignatureOption, list[Offer]]] = {}
+    placed: dict[str, Chosen] = {}
     if method == "milp" and classes:
         formulation = formulate(classes, ledger)
         num_vars = formulation.program.num_vars
@@ -64,25 +74,24 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         solve_seconds = perf_counter() - start - build_seconds
         if values is not None:
             used = "milp"
-            _realise(formulation.variables, values, ledger, policy, placed)
+            _realise(formulation.variables, values, ledger, ranked, placed)
         else:
             used = "greedy (no solution in time)"
-    _fill(jobs, job_options, queue_costs, ledger, policy, placed)
+    _fill(jobs, ranked, queue_costs, ledger, policy, placed)
     if used == "milp":
         # The greedy is cheap next to the solve; when packing losses make the MILP's plan the worse one, keep
         # the greedy's, so a round is never worse than the baseline.
         greedy_ledger = CapacityLedger(snapshot, groups, policy)
-        greedy_placed: dict[str, tuple[SignatureOption, list[Offer]]] = {}
-        _fill(jobs, job_options, queue_costs, greedy_ledger, policy, greedy_placed)
-        if _objective(jobs, greedy_placed, queue_costs, policy) < _objective(jobs, placed, queue_costs, policy) - 1e-9:
+        greedy_placed: dict[str, Chosen] = {}
+        _fill(jobs, ranked, queue_costs, greedy_ledger, policy, greedy_placed)
+        if _objective(greedy_placed, queue_costs) < _objective(placed, queue_costs) - 1e-9:
             used, ledger, placed = "greedy (better than the MILP's packing)", greedy_ledger, greedy_placed
 
     placements, queued = [], []
     objective = 0.0
     for job in jobs:
         if job.id in placed:
-            option, offers = placed[job.id]
-            placement = _placement(job, option, offers, policy)
+            placement = _placement(job, placed[job.id])
             placements.append(placement)
             objective += placement.objective
         elif not job_options[job.id]:
@@ -98,11 +107,13 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
 
 
 def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float] | None, str, float | None]:
-    """Class counts: the LP relaxation rounded down, improved by the integer program while time remains.
+    """Class counts: the integer program's, or the LP relaxation's (realised by rounding) when that is as good.
 
-    With many jobs per class the rounded LP is already close to optimal and costs
-    a fraction of the integer solve, so it is always there to fall back on when
-    the time limit hits. Returns (counts, status, lower bound of the class model).
+    The LP is solved first: when it is integral, or rounding it down loses less
+    than the policy's gap, or the time limit leaves no room, its values are
+    used, and `_realise` rounds them. Otherwise the integer program gets the
+    remaining time and wins if it beats the rounded LP. Returns (values,
+    status, lower bound of the class model).
     """
     settings = policy.solver
     program = formulation.program
@@ -111,30 +122,35 @@ def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float
         return None, relaxed.status, None
     floored = [math.floor(v + 1e-6) for v in relaxed.values]
     if all(abs(v - f) < 1e-6 for v, f in zip(relaxed.values, floored)):
-        return floored, "Optimal (LP integral)", formulation.constant + relaxed.objective
+        return relaxed.values, "Optimal (LP integral)", relaxed.objective
+    floored_objective = program.offset + sum(c * f for c, f in zip(program.cost, floored))
+    if floored_objective - relaxed.objective <= settings.mip_rel_gap * abs(relaxed.objective):
+        return relaxed.values, "LP rounded (within the gap)", relaxed.objective
     remaining = settings.time_limit_s - (perf_counter() - start)
     if remaining <= 0.05:
-        return floored, "LP rounded (no time left for the integer program)", formulation.constant + relaxed.objective
+        return relaxed.values, "LP rounded (no time left for the integer program)", relaxed.objective
     exact = milp.solve(program, integer=True, backend=settings.backend, time_limit_s=remaining,
                        mip_rel_gap=settings.mip_rel_gap)
-    floored_objective = sum(c * f for c, f in zip(program.cost, floored))
-    bound = formulation.constant + max(relaxed.objective, exact.bound)
-    if exact.values is not None and (exact.optimal or exact.objective < floored_objective):
+    bound = max(relaxed.objective, exact.bound)
+    if exact.values is not None and exact.optimal:
         return exact.values, exact.status, bound
-    return floored, f"LP rounded ({exact.status})", bound
+    return relaxed.values, f"LP rounded ({exact.status})", bound
 
 
 def _realise(variables: list[tuple[JobClass, SignatureOption]], values: list[float], ledger: CapacityLedger,
-             policy: Policy, placed: dict[str, tuple[SignatureOption, list[Offer]]]) -> None:
+             ranked: dict[str, list[tuple[float, int, SignatureOption]]], placed: dict[str, Chosen]) -> None:
     """Turn class counts into job placements: long jobs on cheap slots, whole GPUs packed first."""
     per_class: dict[int, list[tuple[SignatureOption, int]]] = defaultdict(list)
     classes: dict[int, JobClass] = {}
+    remainders: list[tuple[float, JobClass, SignatureOption]] = []
     for (cls, option), value in zip(variables, values):
-        count = int(round(value))
+        count = math.floor(value + 1e-6)
         if count > 0:
             per_class[cls.index].append((option, count))
             classes[cls.index] = cls
-    assignments: list[tuple[float, Job, SignatureOption]] = []
+        if value - count > 1e-6:
+            remainders.append((value - count, cls, option))
+    assignments: list[tuple[float, float, Job, SignatureOption]] = []
     for index, slots in per_class.items():
         cls = classes[index]
         jobs = sorted(cls.jobs, key=lambda j: (-j.expected_hours, j.id))
@@ -142,46 +158,55 @@ def _realise(variables: list[tuple[JobClass, SignatureOption]], values: list[flo
         cursor = 0
         for option, count in slots:
             for job in jobs[cursor:cursor + count]:
-                assignments.append((cls.queue_cost - job_objective(job, option, policy), job, option))
+                objective = next(c for c, _, o in ranked[job.id] if o is option)
+                assignments.append((cls.queue_cost - objective, objective, job, option))
             cursor += count
-    # Whole-GPU requests first, largest first (first-fit decreasing keeps whole GPUs free for them); then the
-    # rest by what placing them is worth, so that if packing falls short, the least valuable jobs spill.
-    assignments.sort(key=lambda a: (a[2].group.node_count is None, -_whole_gpus(a[2]), -a[0], a[1].id))
-    for _, job, option in assignments:
+    # Most valuable first: when packing falls short of what the model counted on, the least valuable jobs
+    # spill. (Largest-first orders were measured worse: they stack GPU-heavy work on the same nodes.)
+    assignments.sort(key=lambda a: (a[3].group.node_count is None, -a[0], a[2].id))
+    for _, objective, job, option in assignments:
         blocker, offers = ledger.try_place(job, option)
         if blocker is None:
-            placed[job.id] = (option, offers)
+            placed[job.id] = Chosen(objective, option, offers)
+    # Rounding up what the LP left fractional, surest first: one more job of the class on that option.
+    remainders.sort(key=lambda r: (-r[0], r[1].index, r[2].group.index))
+    for _, cls, option in remainders:
+        job = next((j for j in sorted(cls.jobs, key=lambda j: j.id) if j.id not in placed), None)
+        if job is None:
+            continue
+        objective = next(c for c, _, o in ranked[job.id] if o is option)
+        blocker, offers = ledger.try_place(job, option)
+        if blocker is None:
+            placed[job.id] = Chosen(objective, option, offers)
 
 
-def _objective(jobs: tuple[Job, ...], placed: dict[str, tuple[SignatureOption, list[Offer]]],
-               queue_costs: dict[str, float], policy: Policy) -> float:
-    return sum(job_objective(job, placed[job.id][0], policy) if job.id in placed else queue_costs[job.id]
-               for job in jobs if job.id in queue_costs)
+def _ranked(job: Job, options: list[SignatureOption], policy: Policy) -> list[tuple[float, int, SignatureOption]]:
+    """A job's options with their objectives, best first (ties by position, so the order is deterministic)."""
+    return sorted((job_objective(job, option, policy), i, option) for i, option in enumerate(options))
 
 
-def _whole_gpus(option: SignatureOption) -> float:
-    count = option.demand.accelerator_count
-    return count if count >= 1 else 0.0
+def _objective(placed: dict[str, Chosen], queue_costs: dict[str, float]) -> float:
+    return sum(placed[job_id].objective if job_id in placed else cost for job_id, cost in queue_costs.items())
 
 
-def _fill(jobs: tuple[Job, ...], job_options: dict[str, list[SignatureOption]], queue_costs: dict[str, float],
-          ledger: CapacityLedger, policy: Policy, placed: dict[str, tuple[SignatureOption, list[Offer]]]) -> None:
+def _fill(jobs: tuple[Job, ...], ranked: dict[str, list[tuple[float, int, SignatureOption]]],
+          queue_costs: dict[str, float], ledger: CapacityLedger, policy: Policy, placed: dict[str, Chosen]) -> None:
     """Priority-ordered greedy over the unplaced jobs: best option that beats waiting and fits the limits."""
-    pending = [j for j in jobs if j.id not in placed and job_options[j.id]]
+    pending = [j for j in jobs if j.id not in placed and j.id in ranked]
     pending.sort(key=lambda j: (-delay_rate(j, policy) / gpu_units(j, j.demands[0], policy), -j.waited_hours, j.id))
     for job in pending:
         queue = queue_costs[job.id]
-        ranked = sorted(((job_objective(job, o, policy), i, o) for i, o in enumerate(job_options[job.id])))
-        for objective, _, option in ranked:
+        for objective, _, option in ranked[job.id]:
             if objective >= queue:
                 break
             blocker, offers = ledger.try_place(job, option)
             if blocker is None:
-                placed[job.id] = (option, offers)
+                placed[job.id] = Chosen(objective, option, offers)
                 break
 
 
-def _placement(job: Job, option: SignatureOption, offers: list[Offer], policy: Policy) -> Placement:
+def _placement(job: Job, chosen: Chosen) -> Placement:
+    option, offers = chosen.option, chosen.offers
     offer = offers[0]
     on_nodes = offer.tier is Tier.ONPREM
     target = ",".join(o.name for o in offers) if on_nodes else (
@@ -190,5 +215,5 @@ def _placement(job: Job, option: SignatureOption, offers: list[Offer], policy: P
         job_id=job.id, offer_id=offer.id, tier=offer.tier, provider=offer.provider, target=target,
         gpu=option.demand.accelerator, gpus_per_node=option.demand.accelerator_count, num_nodes=job.num_nodes,
         spot=offer.spot, rate_per_hour=option.rate, expected_cost=option.rate * job.expected_hours,
-        objective=job_objective(job, option, policy),
+        objective=chosen.objective,
         nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region)

@@ -2,9 +2,9 @@
 
 Variables: x[c, o] = how many jobs of class c go to option o (an offer group
 with a demand alternative), integer in [0, |c|]. Each variable's cost is the
-option's objective minus the class's queue cost, so the constant sum of queue
-costs is what the plan would cost if nothing were placed, and every placement
-must earn its keep against waiting.
+option's objective minus the class's queue cost, and the objective's offset,
+the sum of queue costs, is what the plan would cost if nothing were placed:
+every placement must earn its keep against waiting.
 
 Rows (all `<=`):
 - each class places at most its size;
@@ -31,7 +31,6 @@ from placement.solve.milp import LinearProgram
 class Formulation:
     program: LinearProgram
     variables: list[tuple[JobClass, SignatureOption]]
-    constant: float  # objective if every job stays queued
 
 
 def formulate(classes: list[JobClass], ledger: CapacityLedger, *, packable: bool = True) -> Formulation:
@@ -92,8 +91,8 @@ def formulate(classes: list[JobClass], ledger: CapacityLedger, *, packable: bool
     for scope, entries in cap_rows.items():
         lp.add_row([v for v, _ in entries], [r for _, r in entries], max(ledger.cap_left[scope], 0.0))
 
-    constant = sum(cls.queue_cost * cls.size for cls in classes)
-    return Formulation(lp, variables, constant)
+    lp.offset = sum(cls.queue_cost * cls.size for cls in classes)
+    return Formulation(lp, variables)
 
 
 def _gpu_slots(option: SignatureOption) -> float:

@@ -20,6 +20,13 @@ import numpy as np
 
 @dataclass(slots=True)
 class LinearProgram:
+    """min offset + cost.x subject to rows . x <= row_upper, 0 <= x <= upper.
+
+    The offset matters to the solver: a relative gap is measured against the
+    whole objective, so "within 0.1%" means 0.1% of what the plan costs.
+    """
+
+    offset: float = 0.0
     cost: list[float] = field(default_factory=list)
     upper: list[float] = field(default_factory=list)
     row_index: list[list[int]] = field(default_factory=list)
@@ -54,7 +61,7 @@ class Solution:
 def solve(lp: LinearProgram, *, integer: bool, backend: str = "highs", time_limit_s: float = 2.0,
           mip_rel_gap: float = 1e-3) -> Solution:
     if lp.num_vars == 0:
-        return Solution([], "empty", 0.0, 0.0, True)
+        return Solution([], "empty", lp.offset, lp.offset, True)
     if backend == "highs":
         try:
             return _solve_highs(lp, integer, time_limit_s, mip_rel_gap)
@@ -97,6 +104,7 @@ def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: flo
     cols = np.arange(n, dtype=np.int32)
     h.addVars(n, np.zeros(n), np.asarray(lp.upper, dtype=float))
     h.changeColsCost(n, cols, np.asarray(lp.cost, dtype=float))
+    h.changeObjectiveOffset(float(lp.offset))
     m = len(lp.row_upper)
     if m:
         starts = np.zeros(m, dtype=np.int32)
@@ -127,7 +135,7 @@ def _solve_pulp(lp: LinearProgram, integer: bool, time_limit_s: float, gap: floa
     problem = pulp.LpProblem("placement", pulp.LpMinimize)
     category = pulp.LpInteger if integer else pulp.LpContinuous
     xs = [pulp.LpVariable(f"x{i}", lowBound=0, upBound=u, cat=category) for i, u in enumerate(lp.upper)]
-    problem.setObjective(pulp.LpAffineExpression(zip(xs, lp.cost)))
+    problem.setObjective(pulp.LpAffineExpression(zip(xs, lp.cost), constant=lp.offset))
     for k, (index, coef, upper) in enumerate(zip(lp.row_index, lp.row_coef, lp.row_upper)):
         problem.addConstraint(pulp.LpAffineExpression([(xs[i], c) for i, c in zip(index, coef)]) <= upper, f"r{k}")
     solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=gap)
