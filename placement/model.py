@@ -183,6 +183,8 @@ class Placement:
     objective: float  # the policy-weighted cost of this choice
     nodes: tuple[str, ...] = ()  # the concrete on-prem nodes chosen by the packer
     region: str | None = None
+    cpus_per_node: float = 0.0  # what the job reserves on each node (its demand)
+    memory_gb_per_node: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt,
                       PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator)
+                      model_validator, ValidationError)
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.model import Demand, Job, Tier
@@ -638,6 +638,22 @@ class LoadedSpec:
     spec: JobSpec
     file: str
     document: int  # 1-based position in its file
+    data: dict[str, Any] = field(default_factory=dict)  # the document as written, for the service to store
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}#{self.document}"
+
+
+def spec_from_data(data: dict[str, Any], source: str, *,
+                   priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES) -> LoadedSpec:
+    """A spec from an already-parsed document (what the service receives and stores). Raises ValueError."""
+    try:
+        spec = JobSpec.model_validate(data, context={"priority_classes": tuple(priority_classes)})
+    except ValidationError as exc:
+        raise ValueError(f"{source}: invalid job spec: {exc}") from None
+    file, _, document = source.rpartition("#")
+    return LoadedSpec(spec, file or source, int(document) if document.isdigit() else 1, data)
 
 
 def load_specs(paths: Iterable[str | Path], *,
@@ -675,7 +691,8 @@ def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
     specs, errors = [], []
     for document in load_documents(file):
         try:
-            specs.append(LoadedSpec(parse_model(JobSpec, document, context=context), document.file, document.index))
+            specs.append(LoadedSpec(parse_model(JobSpec, document, context=context), document.file, document.index,
+                                    document.data))
         except ConfigError as exc:
             errors += exc.errors
     if errors:

@@ -216,4 +216,5 @@ def _placement(job: Job, chosen: Chosen) -> Placement:
         gpu=option.demand.accelerator, gpus_per_node=option.demand.accelerator_count, num_nodes=job.num_nodes,
         spot=offer.spot, rate_per_hour=option.rate, expected_cost=option.rate * job.expected_hours,
         objective=chosen.objective,
-        nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region)
+        nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region,
+        cpus_per_node=option.demand.cpus, memory_gb_per_node=option.demand.memory_gb)

@@ -1,0 +1,167 @@
+"""On-prem capacity: the Ray cluster's own nodes, and Ray jobs pinned to them.
+
+Offers come from `ray.nodes()`: each alive node's GPUs, accelerator type,
+CPUs and memory, minus what the engine already holds there. The inventory
+adds what Ray cannot see (GPU memory, amortised price, power, grid
+intensity), matched by node name. A node is named by its `placement.node`
+label (`ray start --labels placement.node=a100-0`), else by its Ray node id.
+
+A placement runs as a Ray job through the job submission API, so it shows in
+the dashboard's Jobs tab with its metadata: the submission id is the launch
+handle, the entrypoint label selector pins it to the chosen node by Ray's own
+`ray.io/node-id` label, and entrypoint resources reserve its GPUs, CPUs and
+memory there (Ray then sets CUDA_VISIBLE_DEVICES for its GPUs; a job with no
+GPUs gets an empty CUDA_VISIBLE_DEVICES so it cannot see the node's GPUs).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from clouds.base import LaunchError, LaunchRequest, Observation, WorkStatus
+from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
+from clouds.inventory import Inventory, amortised_price_per_hour
+from placement.model import Offer, Sharing, Tier
+
+NODE_LABEL = "placement.node"
+NODE_ID_LABEL = "ray.io/node-id"
+_GIB = 1024 ** 3
+
+_RAY_STATUS = {
+    "PENDING": WorkStatus.STARTING,
+    "RUNNING": WorkStatus.RUNNING,
+    "SUCCEEDED": WorkStatus.SUCCEEDED,
+    "FAILED": WorkStatus.FAILED,
+    "STOPPED": WorkStatus.STOPPED,
+}
+
+
+def node_name(node: dict[str, Any]) -> str:
+    return (node.get("Labels") or {}).get(NODE_LABEL) or node["NodeID"][:12]
+
+
+def node_gpu(node: dict[str, Any]) -> str | None:
+    """The GPU type of a Ray node: Ray's `accelerator_type:<X>` resource, canonicalised."""
+    for resource in node.get("Resources", {}):
+        if resource.startswith("accelerator_type:"):
+            return canonical_gpu(resource.split(":", 1)[1]) or resource.split(":", 1)[1]
+    return None
+
+
+class RayNodesProvider:
+    """Offers from the Ray cluster's alive nodes; work as Ray jobs pinned to one node."""
+
+    tier = Tier.ONPREM
+    name = "onprem"
+
+    def __init__(self, jobs_client: Any, inventory: Inventory | None = None,
+                 list_nodes: Callable[[], list[dict[str, Any]]] | None = None):
+        """`jobs_client`: a `ray.job_submission.JobSubmissionClient`; `list_nodes` defaults to `ray.nodes`."""
+        import ray
+
+        self._client = jobs_client
+        self._list_nodes = list_nodes or ray.nodes
+        self._facts = {o.name: o for o in inventory.offers() if o.tier is Tier.ONPREM} if inventory else {}
+        self._node_ids: dict[str, str] = {}  # node name -> Ray node id, for pinning and liveness
+
+    def _alive(self) -> list[dict[str, Any]]:
+        nodes = [n for n in self._list_nodes() if n.get("Alive")]
+        self._node_ids = {node_name(n): n["NodeID"] for n in nodes}
+        return nodes
+
+    def offers(self, reserved: dict[str, tuple[float, float, float]]) -> list[Offer]:
+        offers = []
+        nodes = self._alive()
+        for node in nodes:
+            name = node_name(node)
+            resources = node.get("Resources", {})
+            gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+            memory = resources.get("memory", 0.0) / _GIB
+            if "node:__internal_head__" in resources and not gpus and len(nodes) > 1:
+                continue  # a GPU-less head of a larger cluster hosts the service and Ray itself, not jobs
+            held_gpus, held_cpus, held_memory = reserved.get(name, (0.0, 0.0, 0.0))
+            gpu = node_gpu(node) if gpus else None
+            facts = self._facts.get(name)
+            price = facts.price_per_hour if facts else amortised_price_per_hour(gpu, gpus, cpus, memory)
+            offers.append(Offer(
+                id=f"onprem/{name}", tier=Tier.ONPREM, provider=self.name, name=name, sharing=Sharing.SHARED,
+                gpu=gpu, gpu_count=max(gpus - held_gpus, 0.0),
+                gpu_memory_gb=(facts.gpu_memory_gb if facts else None) or (gpu_memory_gb(gpu) if gpu else 0.0) or 0.0,
+                vcpus=max(cpus - held_cpus, 0.0), memory_gb=max(memory - held_memory, 0.0),
+                price_per_hour=price if price is not None else 0.0, capacity=1,
+                region=facts.region if facts else None,
+                gco2_per_kwh=facts.gco2_per_kwh if facts else None,
+                gpu_watts=(facts.gpu_watts if facts else None) or (gpu_tdp_watts(gpu) if gpu else None),
+                labels=((NODE_ID_LABEL, node["NodeID"]),)))
+        return offers
+
+    def launch(self, request: LaunchRequest) -> None:
+        placement = request.placement
+        node_id = self._node_ids.get(placement.nodes[0]) if placement.nodes else None
+        if node_id is None:
+            self._alive()
+            node_id = self._node_ids.get(placement.nodes[0]) if placement.nodes else None
+        if node_id is None:
+            raise LaunchError(f"node {placement.target} is not in the Ray cluster (any more)")
+        if self._exists(request.handle):
+            return
+        spec = request.spec
+        env = {k: str(v) for k, v in (spec.get("envs") or {}).items() if v is not None}
+        if not placement.gpus_per_node:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt)})
+        try:
+            self._client.submit_job(
+                entrypoint=entrypoint(spec), submission_id=request.handle,
+                runtime_env={"env_vars": env},
+                metadata={**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt)},
+                entrypoint_num_gpus=placement.gpus_per_node or None,
+                entrypoint_num_cpus=placement.cpus_per_node or None,
+                entrypoint_memory=int(placement.memory_gb_per_node * _GIB) or None,
+                entrypoint_label_selector={NODE_ID_LABEL: node_id})
+        except Exception as exc:  # the SDK raises RuntimeError with the HTTP body; a race may mean it exists
+            if self._exists(request.handle):
+                return
+            raise LaunchError(f"Ray refused job {request.handle}: {exc}") from exc
+
+    def _exists(self, handle: str) -> bool:
+        try:
+            self._client.get_job_info(handle)
+            return True
+        except Exception:  # the SDK signals an unknown id with a RuntimeError (HTTP 404)
+            return False
+
+    def observe(self, handles: list[str]) -> dict[str, Observation]:
+        alive = {n["NodeID"] for n in self._alive()}
+        result = {}
+        for handle in handles:
+            try:
+                info = self._client.get_job_info(handle)
+            except Exception:
+                result[handle] = Observation(WorkStatus.MISSING, "Ray knows no job by this id")
+                continue
+            status = _RAY_STATUS.get(str(info.status).split(".")[-1], WorkStatus.RUNNING)
+            node = getattr(info, "driver_node_id", None)
+            if status in (WorkStatus.STARTING, WorkStatus.RUNNING, WorkStatus.FAILED) and node and node not in alive:
+                result[handle] = Observation(WorkStatus.LOST, f"node {node[:12]} died" +
+                                             (f": {info.message}" if info.message else ""))
+            else:
+                result[handle] = Observation(status, info.message or "")
+        return result
+
+    def terminate(self, handle: str) -> None:
+        try:
+            self._client.stop_job(handle)
+        except Exception:  # already gone: stopping is idempotent
+            pass
+
+    def logs(self, handle: str) -> str:
+        return self._client.get_job_logs(handle)
+
+
+def entrypoint(spec: dict[str, Any]) -> str:
+    """`setup` then `run`, in one bash script that stops at the first failing command."""
+    script = "\n".join(["set -e", *(part for part in (spec.get("setup"), spec.get("run")) if part)])
+    return "bash -c " + shlex.quote(script)

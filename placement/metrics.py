@@ -1,0 +1,136 @@
+"""The service's Prometheus metrics, recorded through Ray's metrics agent.
+
+Metrics made with `ray.util.metrics` are exported by the metrics agent of the
+node the recording process runs on, on that node's Prometheus endpoint
+(`MetricsExportPort` in `ray.nodes()`), with a `ray_` prefix, a `_total`
+suffix for counters and `_bucket`/`_sum`/`_count` series for histograms.
+`EXPORTED` lists those names; the Grafana dashboard in `configs/dashboards/`
+uses only them.
+
+Two Ray 2.60 behaviours shape this module (both observed on these machines):
+- a gauge's label set disappears from the endpoint about 20 s after it was
+  last set (the agent keeps gauge values for twice the default 10 s report
+  interval), so the current values are set again every `REFRESH_SECONDS`,
+  whatever the round interval or however long a round takes;
+- the agent rebuilds histograms from bucket counts, putting each observation
+  at its bucket's midpoint, so a histogram's `_sum` is only approximate: the
+  last-value gauges carry the exact round and solve times.
+
+Create `ServiceMetrics` inside the service actor: Ray metrics need a connected
+worker, and this module is also imported by the CLI outside Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+
+from ray.util.metrics import Counter, Gauge, Histogram
+
+REFRESH_SECONDS = 5.0
+# Round and solve times: from a trivial round (milliseconds) to a solver at its time limit (a minute or two).
+SECONDS_BOUNDARIES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "placement_pending_jobs": ("Jobs waiting to be placed, by the reason they are not placed", ("reason",)),
+    "placement_jobs": ("Jobs known to the service, by state", ("state",)),
+    "placement_gpus_allocated": ("GPUs allocated to running work, by tier and team", ("tier", "team")),
+    "placement_spend_rate_usd_per_hour": ("$/h of private and public work running now, per cap scope", ("scope",)),
+    "placement_spend_cap_usd_per_hour": ("The policy's spend cap in $/h per scope (no series: no cap)", ("scope",)),
+    "placement_last_round_seconds": ("Duration of the last placement round", ()),
+    "placement_last_solve_seconds": ("Solver time of the last placement round", ()),
+}
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "placement_placements": ("Jobs placed, by tier", ("tier",)),
+    "placement_reconciler_errors": ("Failed provider actions of the reconciler", ("provider", "kind")),
+}
+_HISTOGRAMS: dict[str, str] = {
+    "placement_round_seconds": "Duration of a placement round (snapshot, solve, record)",
+    "placement_solve_seconds": "Solver time of a placement round",
+}
+
+EXPORTED: tuple[str, ...] = (
+    *(f"ray_{name}" for name in _GAUGES),
+    *(f"ray_{name}_total" for name in _COUNTERS),
+    *(f"ray_{name}_{series}" for name in _HISTOGRAMS for series in ("bucket", "sum", "count")),
+)
+"""Every series name as Prometheus sees it."""
+
+
+class ServiceMetrics:
+    """The placement service's metrics; one instance per service actor.
+
+    Starts a daemon thread that keeps the gauges' current values alive between
+    rounds. Thread-safe: rounds and reconciler errors may come from any thread.
+    """
+
+    def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self._gauges = {name: Gauge(name, description, tag_keys=keys) for name, (description, keys) in _GAUGES.items()}
+        self._counters = {name: Counter(name, description, tag_keys=keys)
+                          for name, (description, keys) in _COUNTERS.items()}
+        self._histograms = {name: Histogram(name, description, boundaries=list(SECONDS_BOUNDARIES))
+                            for name, description in _HISTOGRAMS.items()}
+        # Every label set ever reported per gauge, with its current value (vanished ones: 0, or NaN for caps).
+        self._current: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in _GAUGES}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._keep_alive, args=(refresh_seconds,), name="placement-metrics",
+                         daemon=True).start()
+
+    def record_round(self, *, round_seconds: float, solve_seconds: float,
+                     pending_by_reason: Mapping[str, int],
+                     placements_by_tier: Mapping[str, int],
+                     gpus_by_tier_team: Mapping[tuple[str, str], float],
+                     spend_rate_by_scope: Mapping[str, float],
+                     cap_by_scope: Mapping[str, float],
+                     jobs_by_state: Mapping[str, int]) -> None:
+        """Record one placement round.
+
+        Dimensions are reason codes, tiers, teams, scopes ("global" or a team) and
+        job states; one seen before but missing from this round reads 0. A scope
+        absent from `cap_by_scope` has no cap, so no cap series: one that loses its
+        cap is set to NaN, which Ray does not export (Grafana would draw a gap),
+        rather than 0, which would read as "no spend allowed".
+        """
+        self._histograms["placement_round_seconds"].observe(round_seconds)
+        self._histograms["placement_solve_seconds"].observe(solve_seconds)
+        with self._lock:
+            self._update("placement_last_round_seconds", {(): round_seconds})
+            self._update("placement_last_solve_seconds", {(): solve_seconds})
+            self._update("placement_pending_jobs", {(reason,): n for reason, n in pending_by_reason.items()})
+            self._update("placement_jobs", {(state,): n for state, n in jobs_by_state.items()})
+            self._update("placement_gpus_allocated", gpus_by_tier_team)
+            self._update("placement_spend_rate_usd_per_hour",
+                         {(scope,): rate for scope, rate in spend_rate_by_scope.items()})
+            self._update("placement_spend_cap_usd_per_hour",
+                         {(scope,): cap for scope, cap in cap_by_scope.items()}, vanished=math.nan)
+        for tier, placed in placements_by_tier.items():
+            if placed > 0:  # Ray counters reject increments <= 0
+                self._counters["placement_placements"].inc(placed, tags={"tier": tier})
+
+    def record_reconciler_error(self, provider: str, kind: str) -> None:
+        """Count one failed provider action (`kind`: e.g. "launch", "terminate", "status")."""
+        self._counters["placement_reconciler_errors"].inc(tags={"provider": provider, "kind": kind})
+
+    def close(self) -> None:
+        """Stop refreshing the gauges (their values then leave the endpoint within ~20 s)."""
+        self._closed.set()
+
+    def _update(self, name: str, values: Mapping[tuple[str, ...], float], *, vanished: float = 0.0) -> None:
+        """Replace a gauge's values (label sets seen before but absent now get `vanished`) and set them all."""
+        current = self._current[name]
+        current.update(dict.fromkeys(current, vanished))
+        current.update({labels: float(value) for labels, value in values.items()})
+        self._set(name)
+
+    def _set(self, name: str) -> None:
+        gauge, keys = self._gauges[name], _GAUGES[name][1]
+        for labels, value in self._current[name].items():
+            gauge.set(value, tags=dict(zip(keys, labels)))
+
+    def _keep_alive(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            with self._lock:
+                for name in self._current:
+                    self._set(name)

@@ -1,0 +1,169 @@
+"""Carries out plans through providers, and watches what runs (the actor side of decide/act).
+
+Every action follows one order: write the decision (and the job's new state)
+to the store, then call the provider, then mark the decision done. A service
+killed between the two writes leaves an `intended` decision behind;
+`resume()` finishes it. Launches are idempotent by handle, so replaying one
+never starts the work twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from clouds.base import LaunchError, LaunchRequest, Provider, WorkStatus
+from placement.model import Placement, Plan, Tier
+from placement.store import ACTIVE, Decision, JobRecord, JobState, Store
+
+log = logging.getLogger(__name__)
+
+
+def handle_for(job_id: str, attempt: int) -> str:
+    """The name of one launch of a job: found again, never duplicated, after a restart."""
+    return f"{job_id}-a{attempt}"
+
+
+class Reconciler:
+    def __init__(self, store: Store, providers: dict[Tier, Provider], clock: Callable[[], float],
+                 on_error: Callable[[str, str], None] = lambda provider, kind: None):
+        self.store = store
+        self.providers = providers
+        self.clock = clock
+        self.on_error = on_error
+
+    # --- acting on a plan ---------------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, records: dict[str, JobRecord]) -> None:
+        for placement in plan.placements:
+            record = records[placement.job_id]
+            attempt = record.attempt + 1
+            provider = self.providers.get(placement.tier)
+            payload = _payload(placement)
+            if provider is None:
+                # No launcher for this tier yet: the decision is kept, the job waits as planned.
+                seq = self.store.record_decision(record.id, attempt, "plan", None, payload, self.clock(),
+                                                 _placed_fields(placement, attempt, JobState.PLANNED, None))
+                self.store.finish_decision(seq, "done")
+                continue
+            handle = handle_for(record.id, attempt)
+            seq = self.store.record_decision(record.id, attempt, "launch", handle, payload, self.clock(),
+                                             _placed_fields(placement, attempt, JobState.LAUNCHING, handle))
+            self._launch(seq, record, attempt, handle, placement, provider)
+
+    def _launch(self, seq: int, record: JobRecord, attempt: int, handle: str, placement: Placement,
+                provider: Provider) -> None:
+        request = LaunchRequest(handle=handle, job_id=record.id, attempt=attempt, placement=placement,
+                                spec=record.spec, metadata={
+                                    "team": record.team, "priority": record.priority, "tier": placement.tier.value,
+                                    "target": placement.target, "usd_per_hour": f"{placement.rate_per_hour:.4f}",
+                                    "expected_usd": f"{placement.expected_cost:.2f}", "engine": "placement"})
+        try:
+            provider.launch(request)
+        except LaunchError as exc:
+            self.store.finish_decision(seq, "failed")
+            self.on_error(provider.name, "launch")
+            self.store.update_job(record.id, self.clock(), event="launch-failed", detail=str(exc),
+                                  state=JobState.PENDING if exc.retryable else JobState.FAILED,
+                                  reason_code="LaunchFailed", reason=str(exc), handle=None)
+            return
+        self.store.finish_decision(seq, "done")
+
+    def resume(self) -> None:
+        """Finish what a previous life of the service recorded but may not have done."""
+        for decision in self.store.open_decisions():
+            record = self.store.job(decision.job_id)
+            if record is None:
+                continue
+            if decision.action == "launch" and record.state is JobState.LAUNCHING:
+                placement = _placement(decision)
+                self._launch(decision.seq, record, decision.attempt, decision.handle, placement,
+                             self.providers[placement.tier])
+            elif decision.action == "terminate" and decision.handle:
+                self.providers[Tier(decision.payload["tier"])].terminate(decision.handle)
+                self.store.finish_decision(decision.seq, "done")
+            else:
+                self.store.finish_decision(decision.seq, "superseded")
+
+    def cancel(self, record: JobRecord) -> None:
+        if record.state.terminal:
+            return
+        if record.state in ACTIVE and record.handle and record.tier:
+            seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
+                                             {"tier": record.tier, "reason": "cancelled"}, self.clock(),
+                                             {"state": JobState.CANCELLED, "finished_at": self.clock()})
+            self.providers[Tier(record.tier)].terminate(record.handle)
+            self.store.finish_decision(seq, "done")
+        else:
+            self.store.update_job(record.id, self.clock(), event="cancelled", state=JobState.CANCELLED,
+                                  finished_at=self.clock())
+
+    # --- watching -----------------------------------------------------------------------------------------
+
+    def observe(self) -> None:
+        """Poll providers for active work: record starts, ends, lost nodes; accrue spend."""
+        now = self.clock()
+        active = self.store.jobs(states=ACTIVE)
+        by_tier: dict[Tier, list[JobRecord]] = {}
+        for record in active:
+            if record.handle and record.tier:
+                by_tier.setdefault(Tier(record.tier), []).append(record)
+        for tier, records in by_tier.items():
+            provider = self.providers.get(tier)
+            if provider is None:
+                continue
+            try:
+                seen = provider.observe([r.handle for r in records])
+            except Exception as exc:  # a provider outage must not stop the loop
+                log.warning("observing %s failed: %s", provider.name, exc)
+                self.on_error(provider.name, "observe")
+                continue
+            for record in records:
+                self._accrue(record, now)
+                self._transition(record, seen[record.handle].status, seen[record.handle].message, now)
+
+    def _accrue(self, record: JobRecord, now: float) -> None:
+        if record.state is not JobState.RUNNING or not record.rate_per_hour or record.started_at is None:
+            return
+        since = max(self.store.spend_until(record.id) or record.started_at, record.started_at)
+        if now > since:
+            self.store.add_spend(record.id, record.team, record.tier or "", since, now,
+                                 record.rate_per_hour * (now - since) / 3600.0)
+
+    def _transition(self, record: JobRecord, status: WorkStatus, message: str, now: float) -> None:
+        if status is WorkStatus.RUNNING and record.state is not JobState.RUNNING:
+            self.store.update_job(record.id, now, event="running", detail=message, state=JobState.RUNNING,
+                                  started_at=now)
+        elif status is WorkStatus.SUCCEEDED:
+            self.store.update_job(record.id, now, event="succeeded", detail=message, state=JobState.SUCCEEDED,
+                                  finished_at=now, reason_code=None, reason=None)
+        elif status in (WorkStatus.FAILED, WorkStatus.STOPPED):
+            self.store.update_job(record.id, now, event=status.value, detail=message, state=JobState.FAILED,
+                                  finished_at=now, reason_code="Failed", reason=message or status.value)
+        elif status is WorkStatus.LOST or (status is WorkStatus.MISSING and record.state is JobState.RUNNING):
+            self.store.update_job(record.id, now, event="requeued", detail=message, state=JobState.PENDING,
+                                  handle=None, nodes=(), target=None, tier=None,
+                                  reason_code="Requeued", reason=f"its node was lost ({message}); placing it again")
+
+
+def _payload(placement: Placement) -> dict:
+    payload = dataclasses.asdict(placement)
+    payload["tier"] = placement.tier.value
+    payload["nodes"] = list(placement.nodes)
+    return payload
+
+
+def _placement(decision: Decision) -> Placement:
+    fields = dict(decision.payload)
+    fields["tier"] = Tier(fields["tier"])
+    fields["nodes"] = tuple(fields["nodes"])
+    return Placement(**fields)
+
+
+def _placed_fields(placement: Placement, attempt: int, state: JobState, handle: str | None) -> dict:
+    return {"state": state, "attempt": attempt, "tier": placement.tier.value, "target": placement.target,
+            "offer_id": placement.offer_id, "handle": handle, "nodes": placement.nodes,
+            "gpus": placement.gpus_per_node, "cpus": placement.cpus_per_node,
+            "memory_gb": placement.memory_gb_per_node, "rate_per_hour": placement.rate_per_hour,
+            "reason_code": None, "reason": None}

@@ -1,0 +1,209 @@
+"""The control loop: intake, placement rounds, reconciliation, and the answers `status` and `explain` give.
+
+`Engine` holds no Ray code: the service actor (`placement.actor`) wraps it,
+tests drive it with an injected clock, and a trace replay can too. Its only
+memory is a cache of parsed jobs; everything else is read from the store each
+round, so a restarted engine carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clouds.base import Provider
+from clouds.catalog import default_catalog_dirs, load_catalogs
+from clouds.inventory import load_inventory
+from clouds.offers import DEFAULT_INVENTORY
+from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
+from placement.reconciler import Reconciler
+from placement.solve import RoundResult, solve_round
+from placement.solve.explain import alternatives
+from placement.spec import spec_from_data, to_job, to_jobs
+from placement.store import ACTIVE, JobRecord, JobState, NewJob, Store
+from policies import load_policy
+
+
+def default_store_path() -> Path:
+    """Under the user's state directory (XDG_STATE_HOME), like other per-user service state."""
+    import os
+
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "placement" / "placement.db"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    store_path: str = field(default_factory=lambda: str(default_store_path()))
+    policy: str = "balanced"
+    inventory: str | None = None  # default: configs/inventory.yaml (private pools; facts about on-prem nodes)
+    catalogs: tuple[str, ...] | None = None  # default: SkyPilot's own catalogs where present, then the shipped ones
+    round_interval_s: float | None = 10.0  # None: rounds only when asked (tests, replays)
+    dashboard_url: str | None = None  # Ray's dashboard, for the job submission API
+
+
+@dataclass(frozen=True, slots=True)
+class RoundReport:
+    at: float
+    seconds: float
+    plan: Plan
+    pending_by_reason: dict[str, int]
+    placed_by_tier: dict[str, int]
+    jobs_by_state: dict[str, int]
+    gpus_by_tier_team: dict[tuple[str, str], float]
+    spend_rate_by_scope: dict[str, float]
+
+
+class Engine:
+    def __init__(self, config: ServiceConfig, providers: dict[Tier, Provider],
+                 clock: Callable[[], float] = time.time, on_error: Callable[[str, str], None] = lambda p, k: None):
+        self.config = config
+        self.clock = clock
+        self.policy = load_policy(config.policy)
+        self.store = Store(config.store_path)
+        self.providers = providers
+        inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
+        catalog = load_catalogs(default_catalog_dirs() if config.catalogs is None else config.catalogs)
+        # On-prem offers come live from the on-prem provider; the rest are static between rounds.
+        self.static_offers: tuple[Offer, ...] = tuple(
+            o for o in inventory.offers() + catalog.offers if o.tier is not Tier.ONPREM)
+        self.pool_quotas = tuple(sorted(inventory.pool_quotas().items()))
+        self.reconciler = Reconciler(self.store, providers, clock, on_error)
+        self._jobs: dict[str, Job] = {}
+        self.last_result: RoundResult | None = None
+        self.last_snapshot: Snapshot | None = None
+        self.reconciler.resume()
+
+    # --- intake -------------------------------------------------------------------------------------------
+
+    def submit(self, documents: list[dict[str, Any]], batch: str | None = None) -> list[str]:
+        """Store the jobs of these spec documents ({"source": "file#doc", "data": {...}}); returns their ids.
+
+        The specs are validated again here (the client may be anyone). Nothing is stored unless all are
+        valid, and the call returns only once they are durable.
+        """
+        classes = list(self.policy.priorities)
+        loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes) for d in documents]
+        new = [NewJob(id=job.id, name=job.name, team=job.team, priority=job.priority, spec=item.data,
+                      source=item.source)
+               for item in loaded for job in to_jobs([item])]
+        return self.store.add_jobs(new, self.clock(), batch or uuid.uuid4().hex)
+
+    def cancel(self, job_ids: list[str]) -> list[str]:
+        done = []
+        for job_id in job_ids:
+            record = self.store.job(job_id)
+            if record is not None and not record.state.terminal:
+                self.reconciler.cancel(record)
+                done.append(job_id)
+        return done
+
+    # --- one round ----------------------------------------------------------------------------------------
+
+    def _job(self, record: JobRecord, now: float) -> Job:
+        job = self._jobs.get(record.id)
+        if job is None:
+            loaded = spec_from_data(record.spec, record.source, priority_classes=list(self.policy.priorities))
+            job = self._jobs[record.id] = to_job(loaded, record.id)
+        return dataclasses.replace(job, waited_hours=max(now - record.submitted_at, 0.0) / 3600.0)
+
+    def round(self) -> RoundReport:
+        start = time.perf_counter()
+        self.reconciler.observe()
+        now = self.clock()
+        pending = self.store.jobs(states=[JobState.PENDING])
+        holding = self.store.jobs(states=[*ACTIVE, JobState.PLANNED])
+        reserved: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        running = []
+        for record in holding:
+            for node in record.nodes:
+                held = reserved[node]
+                held[0] += record.gpus or 0.0
+                held[1] += record.cpus or 0.0
+                held[2] += record.memory_gb or 0.0
+            if record.tier:
+                pool = record.target.split("/")[0] if record.tier == Tier.PRIVATE.value and record.target else None
+                running.append(Running(job_id=record.id, team=record.team, tier=Tier(record.tier),
+                                       offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
+                                           len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
+                                       pool=pool))
+        offers = list(self.static_offers)
+        if Tier.ONPREM in self.providers:
+            offers = self.providers[Tier.ONPREM].offers({k: tuple(v) for k, v in reserved.items()}) + offers
+        snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in pending), offers=tuple(offers),
+                            running=tuple(running), pool_quotas=self.pool_quotas)
+        result = solve_round(snapshot, self.policy)
+        self.reconciler.apply(result.plan, {r.id: r for r in pending})
+        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
+        self.last_result, self.last_snapshot = result, snapshot
+        return self._report(now, time.perf_counter() - start, result.plan)
+
+    def _report(self, now: float, seconds: float, plan: Plan) -> RoundReport:
+        gpus: dict[tuple[str, str], float] = defaultdict(float)
+        spend: dict[str, float] = defaultdict(float)
+        for record in self.store.jobs(states=ACTIVE):
+            if record.tier:
+                gpus[(record.tier, record.team)] += (record.gpus or 0.0) * max(len(record.nodes), 1)
+                if record.tier != Tier.ONPREM.value:
+                    spend["global"] += record.rate_per_hour or 0.0
+                    spend[record.team] += record.rate_per_hour or 0.0
+        return RoundReport(
+            at=now, seconds=seconds, plan=plan,
+            pending_by_reason=dict(Counter(r.code.value for _, r in plan.queued)),
+            placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
+            jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend))
+
+    # --- answers ------------------------------------------------------------------------------------------
+
+    def status(self, job_id: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+        records = [r for r in [self.store.job(job_id)] if r] if job_id else self.store.jobs(team=team)
+        now = self.clock()
+        return [_status_row(r, now, self.store.spent(r.id)) for r in records]
+
+    def explain(self, job_id: str) -> dict[str, Any]:
+        record = self.store.job(job_id)
+        if record is None:
+            raise KeyError(job_id)
+        answer: dict[str, Any] = {"job": _status_row(record, self.clock(), self.store.spent(record.id)),
+                                  "events": [{"at": at, "kind": kind, "detail": detail}
+                                             for at, kind, detail in self.store.events(job_id)],
+                                  "alternatives": []}
+        result = self.last_result
+        if result is not None and job_id in result.job_options and self.last_snapshot is not None:
+            job = next(j for j in self.last_snapshot.jobs if j.id == job_id)
+            placement = result.plan.placement_of(job_id)
+            baseline = placement.objective if placement else result.queue_costs.get(job_id, 0.0)
+            answer["queue_cost"] = result.queue_costs.get(job_id)
+            answer["alternatives"] = [
+                {"tier": a.offer.tier.value, "offer": a.offer.id, "usd": round(a.dollars, 2),
+                 "objective": round(a.objective, 4), "vs_chosen": round(a.delta_objective, 4),
+                 "blocked_by": str(a.blocked_by) if a.blocked_by else None}
+                for a in alternatives(job, result.job_options[job_id], baseline, result.ledger, self.policy)]
+        return answer
+
+    def logs(self, job_id: str) -> str:
+        record = self.store.job(job_id)
+        if record is None:
+            raise KeyError(job_id)
+        if record.tier != Tier.ONPREM.value or not record.handle:
+            raise ValueError(f"{job_id} has no on-prem run to show logs of (state {record.state.value}, "
+                             f"tier {record.tier or '-'})")
+        return self.providers[Tier.ONPREM].logs(record.handle)
+
+
+def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:
+    end = record.finished_at or now
+    return {"id": record.id, "name": record.name, "team": record.team, "priority": record.priority,
+            "state": record.state.value, "tier": record.tier, "target": record.target,
+            "gpus": (record.gpus or 0.0) * max(len(record.nodes), 1) if record.tier else None,
+            "usd_per_hour": record.rate_per_hour, "spent_usd": round(spent, 4),
+            "age_s": round(now - record.submitted_at, 1),
+            "run_s": round(end - record.started_at, 1) if record.started_at else None,
+            "attempt": record.attempt, "handle": record.handle, "nodes": list(record.nodes),
+            "reason_code": record.reason_code, "reason": record.reason}

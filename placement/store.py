@@ -1,0 +1,315 @@
+"""The durable record of the service: jobs, their events, every decision, and spend.
+
+SQLite in WAL mode, one file. Every write is committed before the call
+returns, so a job is durable before `submit` acknowledges it and a decision is
+on disk before the reconciler acts on it. The service keeps no state it cannot
+rebuild from here and from the providers.
+
+A decision's `handle` names the work it starts (`<job>-a<attempt>`): a
+launch that is retried after a crash asks the provider for that name first,
+so nothing is launched twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class JobState(StrEnum):
+    PENDING = "pending"  # waiting for a round to place it (with a reason once a round has looked)
+    PLANNED = "planned"  # placed on a tier whose provider does not launch yet
+    LAUNCHING = "launching"  # launch recorded, not yet confirmed by the provider
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+ACTIVE = (JobState.LAUNCHING, JobState.RUNNING)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    team TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    spec TEXT NOT NULL,              -- the job spec as submitted (JSON)
+    source TEXT NOT NULL,            -- file and document it came from
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    submitted_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    batch TEXT,                      -- the client's submission token: a retried submit is not stored twice
+    tier TEXT, target TEXT, offer_id TEXT, handle TEXT, nodes TEXT,
+    gpus REAL, cpus REAL, memory_gb REAL, rate_per_hour REAL,
+    reason_code TEXT, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_team ON jobs(team);
+CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    action TEXT NOT NULL,            -- launch, plan, terminate, requeue
+    handle TEXT,
+    payload TEXT NOT NULL,           -- JSON: tier, target, offer, nodes, rate, reason, ...
+    status TEXT NOT NULL             -- intended, done, failed
+);
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions(status);
+CREATE TABLE IF NOT EXISTS spend (
+    job_id TEXT NOT NULL,
+    team TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    usd REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_team ON spend(team);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    name: str
+    team: str
+    priority: str
+    spec: dict[str, Any]
+    source: str
+    state: JobState
+    attempt: int
+    submitted_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    tier: str | None
+    target: str | None
+    offer_id: str | None
+    handle: str | None
+    nodes: tuple[str, ...]
+    gpus: float | None  # per node
+    cpus: float | None
+    memory_gb: float | None
+    rate_per_hour: float | None
+    reason_code: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    seq: int
+    at: float
+    job_id: str
+    attempt: int
+    action: str
+    handle: str | None
+    payload: dict[str, Any]
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    name: str
+    team: str
+    priority: str
+    spec: dict[str, Any]
+    source: str
+
+
+class Store:
+    """A thread-safe SQLite store (one connection, serialised by a lock; WAL lets readers in other processes in)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- jobs ---------------------------------------------------------------------------------------------
+
+    def add_jobs(self, jobs: Iterable[NewJob], now: float, batch: str) -> list[str]:
+        """Store new jobs as PENDING in one transaction; returns their ids once they are durable.
+
+        Ids are the spec's job id plus a number unique in this store (`train-vit-17`), as Slurm and
+        SkyPilot number their jobs, so the same file can be submitted twice. `batch` is the client's
+        token for this submission: submitting the same batch again (a retry after a lost reply)
+        returns the ids stored the first time.
+        """
+        jobs = list(jobs)
+        with self._tx() as db:
+            earlier = [r[0] for r in db.execute("SELECT id FROM jobs WHERE batch = ? ORDER BY rowid", (batch,))]
+            if earlier:
+                return earlier
+            first = db.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[0]
+            ids = [f"{j.id}-{first + i}" for i, j in enumerate(jobs)]
+            db.executemany(
+                "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(job_id, j.name, j.team, j.priority, json.dumps(j.spec), j.source, JobState.PENDING.value, now, now,
+                  batch) for job_id, j in zip(ids, jobs)])
+            db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, 'submitted', ?)",
+                           [(job_id, now, j.source) for job_id, j in zip(ids, jobs)])
+        return ids
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def jobs(self, *, states: Iterable[JobState] | None = None, team: str | None = None) -> list[JobRecord]:
+        query, args = "SELECT * FROM jobs", []
+        clauses = []
+        if states is not None:
+            states = list(states)
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            args += [s.value for s in states]
+        if team is not None:
+            clauses.append("team = ?")
+            args.append(team)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY submitted_at, id", args).fetchall()
+        return [_job(r) for r in rows]
+
+    def set_pending_reasons(self, reasons: dict[str, tuple[str, str]], now: float) -> None:
+        """The latest round's reason for each job it left pending (code, message)."""
+        with self._tx() as db:
+            db.executemany("UPDATE jobs SET reason_code = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?",
+                           [(code, message, now, job_id, JobState.PENDING.value)
+                            for job_id, (code, message) in reasons.items()])
+
+    def update_job(self, job_id: str, now: float, *, event: str, detail: str = "", **fields: Any) -> None:
+        """Change a job's fields and log an event, in one transaction."""
+        if "state" in fields:
+            fields["state"] = JobState(fields["state"]).value
+        if "nodes" in fields:
+            fields["nodes"] = json.dumps(list(fields["nodes"]))
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {assignments}{', ' if fields else ''}updated_at = ? WHERE id = ?",
+                       [*fields.values(), now, job_id])
+            db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                       (job_id, now, event, detail))
+
+    def events(self, job_id: str) -> list[tuple[float, str, str]]:
+        with self._lock:
+            return [(r["at"], r["kind"], r["detail"]) for r in self._db.execute(
+                "SELECT at, kind, detail FROM events WHERE job_id = ? ORDER BY seq", (job_id,))]
+
+    def counts_by_state(self) -> dict[str, int]:
+        with self._lock:
+            return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+
+    # --- decisions: written before they are carried out ---------------------------------------------------
+
+    def record_decision(self, job_id: str, attempt: int, action: str, handle: str | None, payload: dict[str, Any],
+                        now: float, job_fields: dict[str, Any]) -> int:
+        """Write an intended decision and the job's new fields together; returns the decision's number."""
+        if "state" in job_fields:
+            job_fields["state"] = JobState(job_fields["state"]).value
+        if "nodes" in job_fields:
+            job_fields["nodes"] = json.dumps(list(job_fields["nodes"]))
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO decisions (at, job_id, attempt, action, handle, payload, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'intended')", (now, job_id, attempt, action, handle, json.dumps(payload)))
+            if job_fields:
+                assignments = ", ".join(f"{k} = ?" for k in job_fields)
+                db.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+                           [*job_fields.values(), now, job_id])
+            db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                       (job_id, now, f"decided:{action}", json.dumps(payload)))
+            return int(cursor.lastrowid)
+
+    def finish_decision(self, seq: int, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE decisions SET status = ? WHERE seq = ?", (status, seq))
+
+    def open_decisions(self) -> list[Decision]:
+        """Decisions recorded but not known to be carried out: what a restarted service must finish."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM decisions WHERE status = 'intended' ORDER BY seq").fetchall()
+        return [_decision(r) for r in rows]
+
+    def decisions(self, job_id: str) -> list[Decision]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM decisions WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()
+        return [_decision(r) for r in rows]
+
+    # --- spend --------------------------------------------------------------------------------------------
+
+    def add_spend(self, job_id: str, team: str, tier: str, start: float, end: float, usd: float) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO spend (job_id, team, tier, start, end, usd) VALUES (?, ?, ?, ?, ?, ?)",
+                       (job_id, team, tier, start, end, usd))
+
+    def spend_until(self, job_id: str) -> float | None:
+        """The end of the last accrued spend interval of a job (None before any)."""
+        with self._lock:
+            return self._db.execute("SELECT MAX(end) FROM spend WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def spent(self, job_id: str) -> float:
+        with self._lock:
+            return float(self._db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE job_id = ?",
+                                          (job_id,)).fetchone()[0])
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"], name=row["name"], team=row["team"], priority=row["priority"], spec=json.loads(row["spec"]),
+        source=row["source"], state=JobState(row["state"]), attempt=row["attempt"],
+        submitted_at=row["submitted_at"], updated_at=row["updated_at"], started_at=row["started_at"],
+        finished_at=row["finished_at"], tier=row["tier"], target=row["target"], offer_id=row["offer_id"],
+        handle=row["handle"], nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"],
+        cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"], reason_code=row["reason_code"], reason=row["reason"])
+
+
+def _decision(row: sqlite3.Row) -> Decision:
+    return Decision(seq=row["seq"], at=row["at"], job_id=row["job_id"], attempt=row["attempt"],
+                    action=row["action"], handle=row["handle"], payload=json.loads(row["payload"]),
+                    status=row["status"])

@@ -1,0 +1,46 @@
+"""One simulated Ray cluster for the whole test run (starting Ray costs seconds; see DESIGN.md).
+
+Nodes are declared with GPUs, an accelerator type and a `placement.node` label,
+the way an operator would start them with `ray start --num-gpus ... --labels ...`.
+Everything is kept on 127.0.0.1 and in a private temp dir, and token auth is
+off, so the tests never touch another cluster on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SIMULATED_NODES = {
+    "a100-0": {"num_cpus": 8, "num_gpus": 8, "resources": {"accelerator_type:A100-80GB": 1}},
+    "a100-1": {"num_cpus": 8, "num_gpus": 8, "resources": {"accelerator_type:A100-80GB": 1}},
+    "t4-0": {"num_cpus": 4, "num_gpus": 4, "resources": {"accelerator_type:T4": 1}},
+}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A head (no GPUs, hosts the service) and three GPU nodes; yields the `ray.cluster_utils.Cluster`."""
+    tmp = Path(tempfile.mkdtemp(prefix="placement-ray-"))
+    (tmp / "ray").mkdir()
+    os.environ.update({"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                       "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"})
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 4, "include_dashboard": True, "dashboard_port": 0, "temp_dir": str(tmp),
+        # Metrics every second. (Shorter node health checks would notice dead nodes sooner, but with them
+        # the dashboard agent never registers and job submission fails with "No available agent".)
+        "_system_config": {"metrics_report_interval_ms": 1000}})
+    cluster.simulated = {}
+    for name, args in SIMULATED_NODES.items():
+        cluster.simulated[name] = cluster.add_node(labels={"placement.node": name}, **args)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="placement-tests")
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
