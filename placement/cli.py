@@ -172,6 +172,194 @@ def plan(
     _guarded(body)
 
 
+# --- the service ------------------------------------------------------------------------------------------
+
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, "
+                                                   "else the cluster `placement up` started).")]
+ACTIVE_STATES = ("launching", "running")
+
+
+def _service(address: str | None):
+    from placement.client import ServiceUnavailable, service
+
+    try:
+        return service(address)
+    except ServiceUnavailable as exc:
+        _fail(str(exc))
+
+
+def _ask(method, *args):
+    """Call the service; an error it raised (unknown job, no logs) becomes a message and exit 1."""
+    import ray.exceptions
+
+    from placement.client import call
+
+    try:
+        return call(method, *args)
+    except ray.exceptions.RayTaskError as exc:
+        _fail(str(exc.cause) if exc.cause is not None else str(exc).splitlines()[-1])
+    except ray.exceptions.GetTimeoutError:
+        _fail("the service did not answer in time; it may be restarting: try again")
+
+
+@app.command()
+def up(
+    address: AddressOpt = None,
+    simulate_inventory: Annotated[bool, typer.Option(
+        "--simulate-inventory", help="When starting a local Ray, also start one Ray node per inventory node, "
+                                     "declaring its GPUs (to try the example inventory on one machine).")] = False,
+    policy: Annotated[str, typer.Option(help="Built-in policy name or policy file.")] = "balanced",
+    inventory: InventoryOpt = None,
+    catalog: CatalogOpt = None,
+    store: Annotated[Optional[Path], typer.Option(help="SQLite store (default: under ~/.local/state).")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between placement rounds.")] = 10.0,
+) -> None:
+    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor."""
+    from placement.client import ServiceUnavailable
+    from placement.client import up as start
+    from placement.service import ServiceConfig, default_store_path
+
+    config = ServiceConfig(store_path=str(store or default_store_path()), policy=policy,
+                           inventory=str(inventory) if inventory else None,
+                           catalogs=tuple(map(str, catalog)) if catalog else None, round_interval_s=interval)
+
+    def body() -> None:
+        with err.status("Starting Ray and the placement service..."):
+            try:
+                done = start(address=address, simulate_inventory=simulate_inventory, config=config)
+            except ServiceUnavailable as exc:
+                _fail(str(exc))
+        ray_note = "started a local Ray" if done["started_ray"] else f"attached to Ray at {done['address']}"
+        service_note = "started the service" if done["started_service"] else "the service was already running"
+        out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}")
+    _guarded(body)
+
+
+@app.command()
+def down() -> None:
+    """Stop the service, and the local Ray if `placement up` started it (and nothing else)."""
+    from placement.client import down as stop
+
+    done = stop()
+    out.print(("stopped the service" if done["stopped_service"] else "no service was running")
+              + ("; stopped the local Ray" if done["stopped_ray"] else ""))
+
+
+@app.command()
+def submit(
+    files: Files,
+    wait: Annotated[bool, typer.Option(help="Wait until every job is placed or says why not.")] = False,
+    address: AddressOpt = None,
+) -> None:
+    """Submit job specs; prints their ids once they are stored. An invalid file is rejected whole."""
+    from placement.client import call, submit as send
+    from placement.spec import load_specs
+
+    def body() -> None:
+        handle = _service(address)
+        loaded = load_specs(files)
+        ids = send(handle, loaded)
+        for job_id in ids:
+            out.print(job_id)
+        if wait:
+            _wait_placed(handle, ids, call)
+    _guarded(body)
+
+
+def _wait_placed(handle, ids: list[str], call) -> None:
+    import time
+
+    with err.status("Waiting for placement...") as progress:
+        deadline = time.time() + 300
+        while True:
+            rows = [r for job_id in ids for r in call(handle.status, job_id)]
+            settled = [r for r in rows if r["state"] != "pending" or r["reason_code"]]
+            progress.update(f"Waiting for placement... {len(settled)}/{len(ids)} decided")
+            if len(settled) == len(ids) or time.time() > deadline:
+                return
+            time.sleep(1)
+
+
+@app.command()
+def status(
+    job: Annotated[Optional[str], typer.Argument(help="One job's id.")] = None,
+    team: Annotated[Optional[str], typer.Option(help="Only this team's jobs.")] = None,
+    address: AddressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs with their state, tier, target, GPUs, $/h, spend so far, age and, if pending, why."""
+    rows = _ask(_service(address).status, job, team)
+    if job and not rows:
+        _fail(f"no job {job!r}")
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(rows)} jobs")
+    for column in ("job", "team", "state", "tier", "target", "GPUs", "$/h", "spent $", "age", "reason"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("GPUs", "$/h", "spent $", "age")
+                         else "left")
+    for r in rows:
+        colour = {"pending": "yellow", "failed": "red", "succeeded": "green", "running": "cyan"}.get(r["state"], "")
+        table.add_row(r["id"], r["team"], f"[{colour}]{r['state']}[/{colour}]" if colour else r["state"],
+                      r["tier"] or "-", r["target"] or "-", f"{r['gpus']:g}" if r["gpus"] is not None else "-",
+                      f"{r['usd_per_hour']:.2f}" if r["usd_per_hour"] is not None else "-",
+                      f"{r['spent_usd']:.2f}", _age(r["age_s"]),
+                      f"{r['reason_code']}: {r['reason']}" if r["reason_code"] else "")
+    out.print(table)
+
+
+def _age(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@app.command("explain")
+def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
+    """Why a job is where it is, or why it waits: its history and the next best options."""
+    answer = _ask(_service(address).explain, job)
+    row = answer["job"]
+    where = f"on {row['tier']} {row['target']}" if row["tier"] else "not placed"
+    out.print(f"[bold]{row['id']}[/bold] ({row['team']}, {row['priority']}): {row['state']}, {where}")
+    if row["reason_code"]:
+        out.print(f"[yellow]{row['reason_code']}[/yellow]: {row['reason']}")
+    if answer.get("queue_cost") is not None:
+        out.print(f"Waiting costs ${answer['queue_cost']:,.2f} in the last round's objective.")
+    if answer["alternatives"]:
+        table = Table(title="Options in the last round")
+        for column in ("tier", "offer", "$ over the job", "objective", "vs chosen", "blocked by"):
+            table.add_column(column, overflow="fold")
+        for a in answer["alternatives"]:
+            table.add_row(a["tier"], a["offer"], f"{a['usd']:,.2f}", f"{a['objective']:,.2f}", f"{a['vs_chosen']:+,.2f}",
+                          a["blocked_by"] or "-")
+        out.print(table)
+    events = Table(title="History")
+    events.add_column("at")
+    events.add_column("event")
+    events.add_column("detail", overflow="fold")
+    import datetime
+
+    for e in answer["events"]:
+        events.add_row(datetime.datetime.fromtimestamp(e["at"]).strftime("%H:%M:%S"), e["kind"], e["detail"][:200])
+    out.print(events)
+
+
+@app.command()
+def cancel(jobs: Annotated[list[str], typer.Argument(help="Job ids.")], address: AddressOpt = None) -> None:
+    """Cancel jobs: pending ones are dropped, running ones stopped."""
+    done = _ask(_service(address).cancel, jobs)
+    for job_id in jobs:
+        out.print(f"{job_id}: {'cancelled' if job_id in done else 'not found or already finished'}")
+    if len(done) < len(jobs):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
+    """The output of an on-prem job (its Ray job's logs)."""
+    sys.stdout.write(_ask(_service(address).logs, job))
+
+
 def main() -> None:
     app()
 

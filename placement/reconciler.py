@@ -140,11 +140,18 @@ class Reconciler:
                                   finished_at=now, reason_code=None, reason=None)
         elif status in (WorkStatus.FAILED, WorkStatus.STOPPED):
             self.store.update_job(record.id, now, event=status.value, detail=message, state=JobState.FAILED,
-                                  finished_at=now, reason_code="Failed", reason=message or status.value)
+                                  finished_at=now, reason_code="Failed", reason=brief(message) or status.value)
         elif status is WorkStatus.LOST or (status is WorkStatus.MISSING and record.state is JobState.RUNNING):
             self.store.update_job(record.id, now, event="requeued", detail=message, state=JobState.PENDING,
                                   handle=None, nodes=(), target=None, tier=None,
                                   reason_code="Requeued", reason=f"its node was lost ({message}); placing it again")
+
+
+def brief(message: str, lines: int = 3, limit: int = 400) -> str:
+    """A provider's failure message cut to its first line and last few lines (Ray appends whole logs)."""
+    parts = [line for line in message.strip().splitlines() if line.strip()]
+    text = "\n".join(parts if len(parts) <= lines + 1 else [parts[0], "...", *parts[-lines:]])
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _payload(placement: Placement) -> dict:

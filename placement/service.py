@@ -166,10 +166,14 @@ class Engine:
         now = self.clock()
         return [_status_row(r, now, self.store.spent(r.id)) for r in records]
 
-    def explain(self, job_id: str) -> dict[str, Any]:
+    def _record(self, job_id: str) -> JobRecord:
         record = self.store.job(job_id)
         if record is None:
-            raise KeyError(job_id)
+            raise ValueError(f"no job {job_id!r}; `placement status` lists the jobs")
+        return record
+
+    def explain(self, job_id: str) -> dict[str, Any]:
+        record = self._record(job_id)
         answer: dict[str, Any] = {"job": _status_row(record, self.clock(), self.store.spent(record.id)),
                                   "events": [{"at": at, "kind": kind, "detail": detail}
                                              for at, kind, detail in self.store.events(job_id)],
@@ -188,9 +192,7 @@ class Engine:
         return answer
 
     def logs(self, job_id: str) -> str:
-        record = self.store.job(job_id)
-        if record is None:
-            raise KeyError(job_id)
+        record = self._record(job_id)
         if record.tier != Tier.ONPREM.value or not record.handle:
             raise ValueError(f"{job_id} has no on-prem run to show logs of (state {record.state.value}, "
                              f"tier {record.tier or '-'})")
