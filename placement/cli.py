@@ -197,7 +197,9 @@ def _ask(method, *args):
     try:
         return call(method, *args)
     except ray.exceptions.RayTaskError as exc:
-        _fail(str(exc.cause) if exc.cause is not None else str(exc).splitlines()[-1])
+        from placement.reconciler import brief
+
+        _fail(brief(str(exc.cause) if exc.cause is not None else str(exc)))
     except ray.exceptions.GetTimeoutError:
         _fail("the service did not answer in time; it may be restarting: try again")
 

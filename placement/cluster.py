@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,19 @@ def start_local(inventory: Inventory | None) -> str:
     for spec in (inventory.nodes if inventory else []):
         for name in spec.node_names():
             resources = {f"accelerator_type:{spec.gpu}": 1} if spec.gpu else {}
+            # Each node on this machine needs its own job-agent port, or its jobs' logs cannot be read.
             _ray_start([f"--address={address}", f"--num-cpus={int(spec.cpus)}", f"--num-gpus={spec.gpus}",
+                        f"--dashboard-agent-listen-port={_free_port()}",
                         f"--memory={int(spec.memory_gb * 1024 ** 3)}",
                         f"--object-store-memory={SIMULATED_OBJECT_STORE_BYTES}",
                         f"--resources={json.dumps(resources)}", f"--labels=placement.node={name}"])
     return address
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def stop_local() -> None:
