@@ -2,7 +2,7 @@
 
 On-prem nodes, the private pool and public clouds differ only in how they
 list capacity and how they start, watch and stop work. A launch is named by
-its `handle` (`<job>-a<attempt>`): launching a handle that already exists is
+its `handle` (`<job>-a<attempt>-<store>`): launching a handle that already exists is
 not an error but a no-op, which is what lets a restarted service replay a
 recorded launch without starting the work twice.
 """

@@ -20,9 +20,9 @@ from placement.store import ACTIVE, Decision, JobRecord, JobState, Store
 log = logging.getLogger(__name__)
 
 
-def handle_for(job_id: str, attempt: int) -> str:
+def handle_for(store_uid: str, job_id: str, attempt: int) -> str:
     """The name of one launch of a job: found again, never duplicated, after a restart."""
-    return f"{job_id}-a{attempt}"
+    return f"{job_id}-a{attempt}-{store_uid}"
 
 
 class Reconciler:
@@ -47,7 +47,7 @@ class Reconciler:
                                                  _placed_fields(placement, attempt, JobState.PLANNED, None))
                 self.store.finish_decision(seq, "done")
                 continue
-            handle = handle_for(record.id, attempt)
+            handle = handle_for(self.store.uid, record.id, attempt)
             seq = self.store.record_decision(record.id, attempt, "launch", handle, payload, self.clock(),
                                              _placed_fields(placement, attempt, JobState.LAUNCHING, handle))
             self._launch(seq, record, attempt, handle, placement, provider)
@@ -58,7 +58,8 @@ class Reconciler:
                                 spec=record.spec, metadata={
                                     "team": record.team, "priority": record.priority, "tier": placement.tier.value,
                                     "target": placement.target, "usd_per_hour": f"{placement.rate_per_hour:.4f}",
-                                    "expected_usd": f"{placement.expected_cost:.2f}", "engine": "placement"})
+                                    "expected_usd": f"{placement.expected_cost:.2f}", "engine": "placement",
+                                    "store": self.store.uid})
         try:
             provider.launch(request)
         except LaunchError as exc:

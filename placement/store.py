@@ -5,9 +5,9 @@ returns, so a job is durable before `submit` acknowledges it and a decision is
 on disk before the reconciler acts on it. The service keeps no state it cannot
 rebuild from here and from the providers.
 
-A decision's `handle` names the work it starts (`<job>-a<attempt>`): a
-launch that is retried after a crash asks the provider for that name first,
-so nothing is launched twice.
+A decision's `handle` names the work it starts (`<job>-a<attempt>-<store
+uid>`): a launch that is retried after a crash asks the provider for that
+name first, so nothing is launched twice.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class JobState(StrEnum):
 ACTIVE = (JobState.LAUNCHING, JobState.RUNNING)
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -153,6 +154,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
         self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('uid', lower(hex(randomblob(4))))")
+        # This store's identity is part of every launch handle, so that two stores sharing a cluster (a reset
+        # database, a second service) never mistake each other's work for their own.
+        self.uid: str = self._db.execute("SELECT value FROM meta WHERE key = 'uid'").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

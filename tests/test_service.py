@@ -119,3 +119,29 @@ def test_service_killed_comes_back_with_every_job_and_no_double_launch(ray_clust
     per_job = {job_id: [j.submission_id for j in launched if j.metadata["job_id"] == job_id] for job_id in ids}
     assert all(len(handles) == 1 for handles in per_job.values()), per_job
     ray.get(service.cancel.remote(ids))
+
+
+def test_a_job_whose_node_dies_is_placed_again(ray_cluster, service):
+    l4_a = ray_cluster.add_node(num_cpus=2, num_gpus=1, resources={"accelerator_type:L4": 1},
+                                labels={"placement.node": "l4-a"})
+    spec = {"name": "l4-job", "resources": {"accelerators": "L4:1"}, "run": "sleep 300",
+            "placement": {"team": "speech", "priority": "high", "tiers": ["onprem"]}}
+    [job_id] = ray.get(service.submit.remote(docs(spec), uuid.uuid4().hex))
+    first = rounds_until(service, job_id, {"running"})
+    assert first["state"] == "running" and first["nodes"] == ["l4-a"], first
+    l4_b = ray_cluster.add_node(num_cpus=2, num_gpus=1, resources={"accelerator_type:L4": 1},
+                                labels={"placement.node": "l4-b"})
+    ray_cluster.remove_node(l4_a)
+    # Ray marks the node dead after its health checks fail (~15 s); the next round re-queues and re-places.
+    deadline = time.time() + 90
+    while True:
+        ray.get(service.run_round.remote(), timeout=60)
+        row = ray.get(service.status.remote(job_id))[0]
+        if row["attempt"] >= 2 and row["state"] == "running" or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert row["state"] == "running" and row["nodes"] == ["l4-b"] and row["attempt"] == 2, row
+    explained = ray.get(service.explain.remote(job_id))
+    assert any(e["kind"] == "requeued" and "died" in e["detail"] for e in explained["events"])
+    ray.get(service.cancel.remote([job_id]))
+    ray_cluster.remove_node(l4_b)
