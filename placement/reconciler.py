@@ -81,6 +81,8 @@ class Reconciler:
                 placement = _placement(decision)
                 self._launch(decision.seq, record, decision.attempt, decision.handle, placement,
                              self.providers[placement.tier])
+            elif decision.action == "launch" and record.handle == decision.handle:
+                self.store.finish_decision(decision.seq, "done")  # observed running (or ended) since
             elif decision.action == "terminate" and decision.handle:
                 self.providers[Tier(decision.payload["tier"])].terminate(decision.handle)
                 self.store.finish_decision(decision.seq, "done")

@@ -138,6 +138,7 @@ class Engine:
             offers = self.providers[Tier.ONPREM].offers({k: tuple(v) for k, v in reserved.items()}) + offers
         snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in pending), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas)
+        self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, self.policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
         self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)

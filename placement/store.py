@@ -230,10 +230,7 @@ class Store:
 
     def update_job(self, job_id: str, now: float, *, event: str, detail: str = "", **fields: Any) -> None:
         """Change a job's fields and log an event, in one transaction."""
-        if "state" in fields:
-            fields["state"] = JobState(fields["state"]).value
-        if "nodes" in fields:
-            fields["nodes"] = json.dumps(list(fields["nodes"]))
+        fields = _columns(fields)
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {assignments}{', ' if fields else ''}updated_at = ? WHERE id = ?",
@@ -255,10 +252,7 @@ class Store:
     def record_decision(self, job_id: str, attempt: int, action: str, handle: str | None, payload: dict[str, Any],
                         now: float, job_fields: dict[str, Any]) -> int:
         """Write an intended decision and the job's new fields together; returns the decision's number."""
-        if "state" in job_fields:
-            job_fields["state"] = JobState(job_fields["state"]).value
-        if "nodes" in job_fields:
-            job_fields["nodes"] = json.dumps(list(job_fields["nodes"]))
+        job_fields = _columns(job_fields)
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO decisions (at, job_id, attempt, action, handle, payload, status) "
@@ -302,6 +296,16 @@ class Store:
         with self._lock:
             return float(self._db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE job_id = ?",
                                           (job_id,)).fetchone()[0])
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Job fields as the columns store them: states by value, node lists as JSON."""
+    columns = dict(fields)
+    if "state" in columns:
+        columns["state"] = JobState(columns["state"]).value
+    if "nodes" in columns:
+        columns["nodes"] = json.dumps(list(columns["nodes"]))
+    return columns
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
