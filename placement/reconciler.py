@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from clouds.base import LaunchError, LaunchRequest, Provider, WorkStatus
 from placement.model import Placement, Plan, Tier
-from placement.store import ACTIVE, Decision, JobRecord, JobState, Store
+from placement.store import ACTIVE, Decision, Intent, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +36,28 @@ class Reconciler:
     # --- acting on a plan ---------------------------------------------------------------------------------
 
     def apply(self, plan: Plan, records: dict[str, JobRecord]) -> None:
+        """Record the whole plan in one transaction, then launch; tiers without a launcher are only recorded."""
+        intents, launches = [], []
         for placement in plan.placements:
             record = records[placement.job_id]
             attempt = record.attempt + 1
             provider = self.providers.get(placement.tier)
-            payload = _payload(placement)
             if provider is None:
-                # No launcher for this tier yet: the decision is kept, the job waits as planned.
-                seq = self.store.record_decision(record.id, attempt, "plan", None, payload, self.clock(),
-                                                 _placed_fields(placement, attempt, JobState.PLANNED, None))
-                self.store.finish_decision(seq, "done")
+                intents.append(Intent(record.id, attempt, "plan", None, _payload(placement),
+                                      _placed_fields(placement, attempt, JobState.PLANNED, None), status="done"))
                 continue
             handle = handle_for(self.store.uid, record.id, attempt)
-            seq = self.store.record_decision(record.id, attempt, "launch", handle, payload, self.clock(),
-                                             _placed_fields(placement, attempt, JobState.LAUNCHING, handle))
-            self._launch(seq, record, attempt, handle, placement, provider)
+            intents.append(Intent(record.id, attempt, "launch", handle, _payload(placement),
+                                  _placed_fields(placement, attempt, JobState.LAUNCHING, handle)))
+            launches.append((len(intents) - 1, record, attempt, handle, placement, provider))
+        seqs = self.store.record_decisions(intents, self.clock())
+        launched = [seqs[i] for i, record, attempt, handle, placement, provider in launches
+                    if self._launch(seqs[i], record, attempt, handle, placement, provider, finish=False)]
+        self.store.finish_decisions(launched, "done")
 
     def _launch(self, seq: int, record: JobRecord, attempt: int, handle: str, placement: Placement,
-                provider: Provider) -> None:
+                provider: Provider, finish: bool = True) -> bool:
+        """Carry out one recorded launch; True if it was made (marked done here unless `finish` is False)."""
         request = LaunchRequest(handle=handle, job_id=record.id, attempt=attempt, placement=placement,
                                 spec=record.spec, metadata={
                                     "team": record.team, "priority": record.priority, "tier": placement.tier.value,
@@ -68,8 +72,10 @@ class Reconciler:
             self.store.update_job(record.id, self.clock(), event="launch-failed", detail=str(exc),
                                   state=JobState.PENDING if exc.retryable else JobState.FAILED,
                                   reason_code="LaunchFailed", reason=str(exc), handle=None)
-            return
-        self.store.finish_decision(seq, "done")
+            return False
+        if finish:
+            self.store.finish_decision(seq, "done")
+        return True
 
     def resume(self) -> None:
         """Finish what a previous life of the service recorded but may not have done."""

@@ -133,6 +133,19 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Intent:
+    """A decision to write before it is carried out, with the job fields it changes."""
+
+    job_id: str
+    attempt: int
+    action: str  # launch, plan, terminate
+    handle: str | None
+    payload: dict[str, Any]
+    job_fields: dict[str, Any]
+    status: str = "intended"  # "done" for decisions that need no action (a plan for a tier with no launcher)
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     id: str
     name: str
@@ -249,25 +262,40 @@ class Store:
 
     # --- decisions: written before they are carried out ---------------------------------------------------
 
+    def record_decisions(self, intents: list[Intent], now: float) -> list[int]:
+        """Write decisions and their jobs' new fields in one transaction; returns the decisions' numbers.
+
+        A whole round's decisions are one commit (one fsync), and still all on disk before any is acted on.
+        """
+        seqs = []
+        with self._tx() as db:
+            for intent in intents:
+                cursor = db.execute(
+                    "INSERT INTO decisions (at, job_id, attempt, action, handle, payload, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, intent.job_id, intent.attempt, intent.action, intent.handle,
+                                                     json.dumps(intent.payload), intent.status))
+                seqs.append(int(cursor.lastrowid))
+                fields = _columns(intent.job_fields)
+                if fields:
+                    assignments = ", ".join(f"{k} = ?" for k in fields)
+                    db.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+                               [*fields.values(), now, intent.job_id])
+                db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           (intent.job_id, now, f"decided:{intent.action}", json.dumps(intent.payload)))
+        return seqs
+
     def record_decision(self, job_id: str, attempt: int, action: str, handle: str | None, payload: dict[str, Any],
                         now: float, job_fields: dict[str, Any]) -> int:
-        """Write an intended decision and the job's new fields together; returns the decision's number."""
-        job_fields = _columns(job_fields)
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT INTO decisions (at, job_id, attempt, action, handle, payload, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'intended')", (now, job_id, attempt, action, handle, json.dumps(payload)))
-            if job_fields:
-                assignments = ", ".join(f"{k} = ?" for k in job_fields)
-                db.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
-                           [*job_fields.values(), now, job_id])
-            db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                       (job_id, now, f"decided:{action}", json.dumps(payload)))
-            return int(cursor.lastrowid)
+        """One intended decision and the job's new fields, written together; returns the decision's number."""
+        return self.record_decisions([Intent(job_id, attempt, action, handle, payload, job_fields)], now)[0]
+
+    def finish_decisions(self, seqs: list[int], status: str) -> None:
+        if seqs:
+            with self._tx() as db:
+                db.executemany("UPDATE decisions SET status = ? WHERE seq = ?", [(status, seq) for seq in seqs])
 
     def finish_decision(self, seq: int, status: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE decisions SET status = ? WHERE seq = ?", (status, seq))
+        self.finish_decisions([seq], status)
 
     def open_decisions(self) -> list[Decision]:
         """Decisions recorded but not known to be carried out: what a restarted service must finish."""
