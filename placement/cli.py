@@ -176,7 +176,6 @@ def plan(
 
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, "
                                                    "else the cluster `placement up` started).")]
-ACTIVE_STATES = ("launching", "running")
 
 
 def _service(address: str | None):
@@ -250,7 +249,8 @@ def down() -> None:
 @app.command()
 def submit(
     files: Files,
-    wait: Annotated[bool, typer.Option(help="Wait until every job is placed or says why not.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait until every job is running, planned, finished, or says why "
+                                            "it waits.")] = False,
     address: AddressOpt = None,
 ) -> None:
     """Submit job specs; prints their ids once they are stored. An invalid file is rejected whole."""
@@ -275,7 +275,7 @@ def _wait_placed(handle, ids: list[str], call) -> None:
         deadline = time.time() + 300
         while True:
             rows = [r for job_id in ids for r in call(handle.status, job_id)]
-            settled = [r for r in rows if r["state"] != "pending" or r["reason_code"]]
+            settled = [r for r in rows if r["state"] not in ("pending", "launching") or r["reason_code"]]
             progress.update(f"Waiting for placement... {len(settled)}/{len(ids)} decided")
             if len(settled) == len(ids) or time.time() > deadline:
                 return
