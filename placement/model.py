@@ -71,11 +71,6 @@ class Job:
     gpu_memory_gb: float | None = None  # minimum GPU memory per GPU
     waited_hours: float = 0.0  # time already spent queued, from the store
 
-    @property
-    def gpu_count(self) -> float:
-        """GPUs per node of the first alternative (alternatives may differ)."""
-        return self.demands[0].accelerator_count if self.demands else 0
-
 
 @dataclass(frozen=True, slots=True)
 class Offer:
@@ -152,7 +147,6 @@ class ReasonCode(StrEnum):
     OVER_SURGE_CAP = "OverSurgeCap"
     OVER_BUDGET = "OverBudget"
     WAITING_FOR_CAPACITY = "WaitingForCapacity"
-    CHEAPER_TO_WAIT = "CheaperToWait"  # capacity exists elsewhere but costs more than waiting is worth
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,7 @@ def test_examples_become_jobs():
     assert "serve-llama3-8b-replica-3" not in jobs
     residency = jobs["segment-ct-scans"]
     assert residency.onprem_only and residency.tiers == {Tier.ONPREM} and residency.gpu_memory_gb == 14
-    assert jobs["pretrain-gpt-1b3"].num_nodes == 2 and jobs["pretrain-gpt-1b3"].gpu_count == 8
+    assert jobs["pretrain-gpt-1b3"].num_nodes == 2 and jobs["pretrain-gpt-1b3"].demands[0].accelerator_count == 8
     cpu_only = jobs["preprocess-clickstream"]
     assert cpu_only.demands == (Demand(cpus=32, memory_gb=128),)
     assert jobs["huggingface"].team == "default" and jobs["huggingface"].priority == "normal"

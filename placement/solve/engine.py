@@ -45,8 +45,11 @@ class RoundResult:
 
     plan: Plan
     job_options: dict[str, list[SignatureOption]]
-    queue_costs: dict[str, float]
     ledger: CapacityLedger
+
+    @property
+    def queue_costs(self) -> dict[str, float]:
+        return dict(self.plan.queue_costs)
 
 
 def solve(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> Plan:
@@ -103,7 +106,7 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
                        num_variables=num_vars, lower_bound=bound)
     plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())))
-    return RoundResult(plan, job_options, queue_costs, ledger)
+    return RoundResult(plan, job_options, ledger)
 
 
 def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float] | None, str, float | None]:
