@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from clouds.base import LaunchError, LaunchRequest, Provider, WorkStatus
-from placement.model import Placement, Plan, Tier
+from clouds.base import Block, LaunchError, LaunchRequest, Provider, WorkStatus
+from placement.model import Offer, Placement, Plan, Tier
 from placement.store import ACTIVE, Decision, Intent, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,32 @@ def handle_for(store_uid: str, job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}-{store_uid}"
 
 
+_ENDED = (WorkStatus.SUCCEEDED, WorkStatus.FAILED, WorkStatus.STOPPED)
+GAVE_UP = "LaunchAttemptsExhausted"  # the reason code of a job no round places again
+
+
+@dataclass(frozen=True)
+class Failover:
+    """What a failed launch costs: how long its offer (or cloud) is avoided, and how often a job may fail."""
+
+    cooldown_s: float = 600.0
+    max_attempts: int = 4  # failed launches after which a job stays pending with GAVE_UP
+    launch_timeout_s: float = 1800.0  # a launch that leaves no trace this long after it was made has failed
+
+
 class Reconciler:
     def __init__(self, store: Store, providers: dict[Tier, Provider], clock: Callable[[], float],
-                 on_error: Callable[[str, str], None] = lambda provider, kind: None):
+                 on_error: Callable[[str, str], None] = lambda provider, kind: None,
+                 offers: Mapping[str, Offer] | None = None, failover: Failover = Failover()):
+        """`offers`: the offers launches may name (public and private), by id: what to launch, what to block."""
         self.store = store
         self.providers = providers
         self.clock = clock
         self.on_error = on_error
+        self.offers = offers or {}
+        self.failover = failover
+        self._said: set[str] = set()  # loud errors already logged, said once each
+        self._blocked_now: list[Block] = []  # blocks found while applying the current plan
 
     # --- acting on a plan ---------------------------------------------------------------------------------
 
@@ -51,9 +71,20 @@ class Reconciler:
                                   _placed_fields(placement, attempt, JobState.LAUNCHING, handle)))
             launches.append((len(intents) - 1, record, attempt, handle, placement, provider))
         seqs = self.store.record_decisions(intents, self.clock())
-        launched = [seqs[i] for i, record, attempt, handle, placement, provider in launches
-                    if self._launch(seqs[i], record, attempt, handle, placement, provider, finish=False)]
+        self._blocked_now: list[Block] = []
+        launched, superseded = [], []
+        for i, record, attempt, handle, placement, provider in launches:
+            offer = self.offers.get(placement.offer_id)
+            block = next((b for b in self._blocked_now if offer is not None and b.covers(offer)), None)
+            if block is not None:  # an earlier launch of this round found the whole scope unusable
+                superseded.append(seqs[i])
+                self.store.update_job(record.id, self.clock(), event="not-launched", detail=str(block),
+                                      state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
+                                      reason_code="LaunchFailed", reason=f"{block} failed earlier this round")
+            elif self._launch(seqs[i], record, attempt, handle, placement, provider, finish=False):
+                launched.append(seqs[i])
         self.store.finish_decisions(launched, "done")
+        self.store.finish_decisions(superseded, "superseded")
 
     def _launch(self, seq: int, record: JobRecord, attempt: int, handle: str, placement: Placement,
                 provider: Provider, finish: bool = True) -> bool:
@@ -63,19 +94,44 @@ class Reconciler:
                                     "team": record.team, "priority": record.priority, "tier": placement.tier.value,
                                     "target": placement.target, "usd_per_hour": f"{placement.rate_per_hour:.4f}",
                                     "expected_usd": f"{placement.expected_cost:.2f}", "engine": "placement",
-                                    "store": self.store.uid})
+                                    "store": self.store.uid},
+                                offer=self.offers.get(placement.offer_id))
         try:
             provider.launch(request)
         except LaunchError as exc:
             self.store.finish_decision(seq, "failed")
-            self.on_error(provider.name, "launch")
-            self.store.update_job(record.id, self.clock(), event="launch-failed", detail=str(exc),
-                                  state=JobState.PENDING if exc.retryable else JobState.FAILED,
-                                  reason_code="LaunchFailed", reason=str(exc), handle=None)
+            self._launch_failed(record, placement.offer_id, provider, exc)
             return False
         if finish:
             self.store.finish_decision(seq, "done")
         return True
+
+    def _launch_failed(self, record: JobRecord, offer_id: str | None, provider: Provider, error: LaunchError) -> None:
+        """Block what failed for a cool-down, then put the job back to pending (or give up on it)."""
+        now = self.clock()
+        self.on_error(provider.name, "launch")
+        offer = self.offers.get(offer_id or "")
+        block = Block.around(offer, error.scope) if offer is not None and error.scope is not None else None
+        if block is not None:
+            self.store.add_block(block, now, now + self.failover.cooldown_s, str(error))
+            self._blocked_now.append(block)
+        if error.loud and str(block) not in self._said:
+            self._said.add(str(block))
+            log.error("%s: %s (offers under %s are avoided for %.0f s)", provider.name, error, block or "-",
+                      self.failover.cooldown_s)
+        failures = self.store.launch_failures().get(record.id, 0) + 1
+        if not error.retryable:
+            fields = dict(state=JobState.FAILED, finished_at=now, reason_code="LaunchFailed", reason=str(error))
+        elif failures >= self.failover.max_attempts:
+            fields = dict(state=JobState.PENDING, reason_code=GAVE_UP,
+                          reason=f"{failures} launches failed, the last: {error}. Not placed again; "
+                                 f"cancel it and submit again once the cause is fixed")
+        else:
+            avoided = f"; {block} is avoided for {self.failover.cooldown_s / 60:.0f} min" if block else ""
+            fields = dict(state=JobState.PENDING, reason_code="LaunchFailed",
+                          reason=f"launch {failures} failed: {error}{avoided}; the next round tries the next best offer")
+        self.store.update_job(record.id, now, event="launch-failed", detail=str(error), handle=None, nodes=(),
+                              tier=None, target=None, **fields)
 
     def resume(self) -> None:
         """Finish what a previous life of the service recorded but may not have done."""
@@ -130,7 +186,18 @@ class Reconciler:
                 continue
             for record in records:
                 self._accrue(record, now)
-                self._transition(record, seen[record.handle].status, seen[record.handle].message, now)
+                observation = seen[record.handle]
+                if observation.status is WorkStatus.LAUNCH_FAILED:
+                    self._launch_failed(record, record.offer_id, provider,
+                                        observation.error or LaunchError(observation.message))
+                elif (observation.status is WorkStatus.MISSING and record.state is JobState.LAUNCHING
+                      and now - record.updated_at > self.failover.launch_timeout_s):
+                    self._launch_failed(record, record.offer_id, provider, LaunchError(
+                        f"the launch left no trace in {self.failover.launch_timeout_s / 60:.0f} min"))
+                else:
+                    self._transition(record, observation.status, observation.message, now)
+                    if tier is not Tier.ONPREM and observation.status in _ENDED:
+                        provider.terminate(record.handle)  # the end is recorded; stop paying for the machines
 
     def _accrue(self, record: JobRecord, now: float) -> None:
         if record.state is not JobState.RUNNING or not record.rate_per_hour or record.started_at is None:

@@ -22,7 +22,7 @@ from clouds.catalog import default_catalog_dirs, load_catalogs
 from clouds.inventory import load_inventory
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
-from placement.reconciler import Reconciler
+from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve import RoundResult, solve_round
 from placement.solve.explain import alternatives
 from placement.spec import spec_from_data, to_job, to_jobs
@@ -46,6 +46,10 @@ class ServiceConfig:
     catalogs: tuple[str, ...] | None = None  # default: SkyPilot's own catalogs where present, then the shipped ones
     round_interval_s: float | None = 10.0  # None: rounds only when asked (tests, replays)
     dashboard_url: str | None = None  # Ray's dashboard, for the job submission API
+    clouds: bool = False  # launch public and private placements through SkyPilot (else they are only planned)
+    sky_api_server: str | None = None  # SkyPilot API server endpoint; None: SkyPilot's default (a local server)
+    autostop_minutes: int = 10  # idle minutes after which an on-demand cluster tears itself down
+    failover: Failover = field(default_factory=Failover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +71,26 @@ class Engine:
         self.clock = clock
         self.policy = load_policy(config.policy)
         self.store = Store(config.store_path)
-        self.providers = providers
         inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
+        if config.clouds:
+            from clouds.public import prepare_skypilot
+
+            prepare_skypilot(config.sky_api_server)  # before the catalogs load: SkyPilot's directory may be new
         catalog = load_catalogs(default_catalog_dirs() if config.catalogs is None else config.catalogs)
-        # On-prem offers come live from the on-prem provider; the rest are static between rounds.
+        # On-prem offers come live from the on-prem provider; the others are static between rounds, and a
+        # tier with no provider is still placed (its placements are recorded as planned, not launched).
         self.static_offers: tuple[Offer, ...] = tuple(
             o for o in inventory.offers() + catalog.offers if o.tier is not Tier.ONPREM)
         self.pool_quotas = tuple(sorted(inventory.pool_quotas().items()))
-        self.reconciler = Reconciler(self.store, providers, clock, on_error)
+        if config.clouds:
+            from clouds.private import private_provider
+            from clouds.public import public_provider
+
+            providers = {Tier.PUBLIC: public_provider(list(self.static_offers), autostop_minutes=config.autostop_minutes),
+                         Tier.PRIVATE: private_provider(inventory)} | providers
+        self.providers = providers
+        self.reconciler = Reconciler(self.store, providers, clock, on_error,
+                                     offers={o.id: o for o in self.static_offers}, failover=config.failover)
         self._jobs: dict[str, Job] = {}
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
@@ -133,11 +149,16 @@ class Engine:
                                        offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
                                            len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
                                        pool=pool))
-        offers = list(self.static_offers)
-        if Tier.ONPREM in self.providers:
-            offers = self.providers[Tier.ONPREM].offers({k: tuple(v) for k, v in reserved.items()}) + offers
-        snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in pending), offers=tuple(offers),
-                            running=tuple(running), pool_quotas=self.pool_quotas)
+        offers: list[Offer] = []
+        for tier in Tier:
+            provider = self.providers.get(tier)
+            offers += provider.offers({k: tuple(v) for k, v in reserved.items()}) if provider else \
+                [o for o in self.static_offers if o.tier is tier]
+        blocks = [block for block, _, _ in self.store.active_blocks(now)]
+        blocked = frozenset(o.id for o in offers if any(b.covers(o) for b in blocks))
+        placeable = [r for r in pending if r.reason_code != GAVE_UP]
+        snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in placeable), offers=tuple(offers),
+                            running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, self.policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})

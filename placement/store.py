@@ -22,6 +22,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from clouds.base import Block
+from placement.model import Tier
+
 
 class JobState(StrEnum):
     PENDING = "pending"  # waiting for a round to place it (with a reason once a round has looked)
@@ -90,6 +93,15 @@ CREATE TABLE IF NOT EXISTS spend (
     usd REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_team ON spend(team);
+CREATE TABLE IF NOT EXISTS blocks (  -- offers kept away from after a failed launch, until `until`
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    until REAL NOT NULL,
+    tier TEXT NOT NULL,
+    cloud TEXT, region TEXT, instance_type TEXT,   -- NULL: any
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_until ON blocks(until);
 """
 
 
@@ -319,6 +331,27 @@ class Store:
         """The end of the last accrued spend interval of a job (None before any)."""
         with self._lock:
             return self._db.execute("SELECT MAX(end) FROM spend WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    # --- failed launches ----------------------------------------------------------------------------------
+
+    def add_block(self, block: Block, now: float, until: float, reason: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO blocks (at, until, tier, cloud, region, instance_type, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (now, until, block.tier.value, block.cloud, block.region, block.instance_type, reason))
+
+    def active_blocks(self, now: float) -> list[tuple[Block, float, str]]:
+        """Blocks still in force: (block, until, reason), the latest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM blocks WHERE until > ? ORDER BY seq DESC", (now,)).fetchall()
+        return [(Block(Tier(r["tier"]), r["cloud"], r["region"], r["instance_type"]), r["until"], r["reason"])
+                for r in rows]
+
+    def launch_failures(self) -> dict[str, int]:
+        """Failed launches per job, over its whole life."""
+        with self._lock:
+            return {r[0]: r[1] for r in self._db.execute(
+                "SELECT job_id, COUNT(*) FROM events WHERE kind = 'launch-failed' GROUP BY job_id")}
 
     def spent(self, job_id: str) -> float:
         with self._lock:

@@ -4,6 +4,11 @@ Nodes are declared with GPUs, an accelerator type and a `placement.node` label,
 the way an operator would start them with `ray start --num-gpus ... --labels ...`.
 Everything is kept on 127.0.0.1 and in a private temp dir, and token auth is
 off, so the tests never touch another cluster on the machine.
+
+SkyPilot is kept hermetic the same way, before anything imports it: its runtime
+directory (state, catalogs) is a temp dir holding the shipped catalogs, and
+`SKYPILOT_DISABLE_LOCAL_API_SERVER=1` makes any SDK call that escaped a test
+double fail at once instead of starting an API server.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from clouds.sky_catalog import install_catalogs
+
+SKY_RUNTIME = Path(tempfile.mkdtemp(prefix="placement-sky-"))
+os.environ.update({"SKY_RUNTIME_DIR": str(SKY_RUNTIME), "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"})
+install_catalogs()
 
 SIMULATED_NODES = {
     "a100-0": {"num_cpus": 8, "num_gpus": 8, "resources": {"accelerator_type:A100-80GB": 1}},
