@@ -214,6 +214,11 @@ def up(
     catalog: CatalogOpt = None,
     store: Annotated[Optional[Path], typer.Option(help="SQLite store (default: under ~/.local/state).")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between placement rounds.")] = 10.0,
+    clouds: Annotated[bool, typer.Option(
+        "--clouds/--no-clouds", help="Launch public and private placements through SkyPilot (run `sky check` and "
+                                     "`placement sky-setup` first). Without it they are planned, not launched.")] = False,
+    sky_api_server: Annotated[Optional[str], typer.Option(
+        help="SkyPilot API server endpoint (default: SkyPilot's own choice, a local server).")] = None,
 ) -> None:
     """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor."""
     from placement.client import ServiceUnavailable
@@ -222,7 +227,8 @@ def up(
 
     config = ServiceConfig(store_path=str(store or default_store_path()), policy=policy,
                            inventory=str(inventory) if inventory else None,
-                           catalogs=tuple(map(str, catalog)) if catalog else None, round_interval_s=interval)
+                           catalogs=tuple(map(str, catalog)) if catalog else None, round_interval_s=interval,
+                           clouds=clouds, sky_api_server=sky_api_server)
 
     def body() -> None:
         with err.status("Starting Ray and the placement service..."):
@@ -233,6 +239,30 @@ def up(
         ray_note = "started a local Ray" if done["started_ray"] else f"attached to Ray at {done['address']}"
         service_note = "started the service" if done["started_service"] else "the service was already running"
         out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}")
+    _guarded(body)
+
+
+@app.command("sky-setup")
+def sky_setup(
+    inventory: InventoryOpt = None,
+    sky_config: Annotated[Path, typer.Option(help="SkyPilot config file to write the private pools' prices into.")]
+    = Path("~/.sky/config.yaml"),
+) -> None:
+    """Make SkyPilot price as the engine does: install the shipped catalogs where SkyPilot has none, and
+    write each private pool's internal price into SkyPilot's config (kubernetes.context_configs.<ctx>.pricing)."""
+    from clouds.inventory import load_inventory
+    from clouds.offers import DEFAULT_INVENTORY
+    from clouds.private import write_sky_pricing
+    from clouds.sky_catalog import install_catalogs
+
+    def body() -> None:
+        done = install_catalogs()
+        out.print(f"catalogs in {done.directory}: installed {', '.join(done.installed) or 'nothing'}; "
+                  f"kept {', '.join(done.kept) or 'nothing'}")
+        pools = load_inventory(inventory or DEFAULT_INVENTORY)
+        if pools.pools:
+            write_sky_pricing(pools, sky_config)
+            out.print(f"prices of {len(pools.pools)} private pool(s) written to {sky_config.expanduser()}")
     _guarded(body)
 
 

@@ -273,3 +273,24 @@ def test_skypilot_prices_the_private_pool_as_the_engine_does(tmp_path: Path, mon
     finally:
         monkeypatch.delenv(skypilot_config.ENV_VAR_GLOBAL_CONFIG)
         skypilot_config.reload_config()
+
+
+def test_sky_setup_installs_catalogs_and_pool_prices_without_replacing_what_is_there(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from placement.cli import app
+
+    monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path / "runtime"))
+    own = tmp_path / "runtime" / ".sky" / "catalogs" / "v8" / "lambda" / "vms.csv"
+    own.parent.mkdir(parents=True)
+    own.write_text("SkyPilot's own fresher download\n")
+    config = tmp_path / "config.yaml"
+    result = CliRunner().invoke(app, ["sky-setup", "--sky-config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert own.read_text() == "SkyPilot's own fresher download\n"  # a catalog already there is kept
+    catalogs = own.parents[1]
+    assert (catalogs / "aws" / "vms.csv").read_bytes() == (SHIPPED_CATALOG_DIR / "aws" / "vms.csv").read_bytes()
+    assert "A100-80GB" in (catalogs / "common" / "accelerators.csv").read_text()
+    assert not (catalogs / ".meta").exists()  # no md5 beside them: SkyPilot treats them as hand-placed
+    assert "private-a100" in config.read_text() and "kept lambda/vms.csv" in result.output
