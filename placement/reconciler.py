@@ -151,18 +151,17 @@ class Reconciler:
             else:
                 self.store.finish_decision(decision.seq, "superseded")
 
-    def cancel(self, record: JobRecord) -> None:
+    def cancel(self, record: JobRecord, reason: str = "cancelled") -> None:
         if record.state.terminal:
             return
-        if record.state in ACTIVE and record.handle and record.tier:
+        ended = {"state": JobState.CANCELLED, "finished_at": self.clock(), "reason_code": None, "reason": reason}
+        if record.state in ACTIVE and record.handle and record.tier and Tier(record.tier) in self.providers:
             seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
-                                             {"tier": record.tier, "reason": "cancelled"}, self.clock(),
-                                             {"state": JobState.CANCELLED, "finished_at": self.clock()})
+                                             {"tier": record.tier, "reason": reason}, self.clock(), ended)
             self.providers[Tier(record.tier)].terminate(record.handle)
             self.store.finish_decision(seq, "done")
         else:
-            self.store.update_job(record.id, self.clock(), event="cancelled", state=JobState.CANCELLED,
-                                  finished_at=self.clock())
+            self.store.update_job(record.id, self.clock(), event="cancelled", detail=reason, **ended)
 
     # --- watching -----------------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ round, so a restarted engine carries on where the last one stopped.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -26,7 +28,7 @@ from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve import RoundResult, solve_round
 from placement.solve.explain import alternatives
 from placement.spec import spec_from_data, to_job, to_jobs
-from placement.store import ACTIVE, JobRecord, JobState, NewJob, Store
+from placement.store import ACTIVE, JobRecord, JobState, NewJob, NewService, ServiceRecord, Store
 from policies import load_policy
 
 
@@ -106,10 +108,43 @@ class Engine:
         """
         classes = list(self.policy.priorities)
         loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes) for d in documents]
-        new = [NewJob(id=job.id, name=job.name, team=job.team, priority=job.priority, spec=item.data,
-                      source=item.source)
-               for item in loaded for job in to_jobs([item])]
-        return self.store.add_jobs(new, self.clock(), batch or uuid.uuid4().hex)
+        new, services = [], []
+        for item in loaded:
+            jobs = to_jobs([item])
+            service = _new_service(item) if item.spec.service is not None else None
+            if service is not None:
+                services.append(service)
+            new += [NewJob(id=job.id, name=job.name, team=job.team, priority=job.priority, spec=item.data,
+                           source=item.source, service=service.name if service else None) for job in jobs]
+        return self.store.add_jobs(new, self.clock(), batch or uuid.uuid4().hex, services)
+
+    def report_load(self, service_id: str, qps: float) -> None:
+        """A service's load signal (requests per second over all its replicas), e.g. from its load balancer."""
+        if qps < 0 or not self.store.set_load(service_id, qps, self.clock()):
+            known = ", ".join(s.id for s in self.store.services()) or "none"
+            raise ValueError(f"no service {service_id!r} (services: {known})" if qps >= 0 else
+                             f"load must be >= 0 requests/s, got {qps}")
+
+    def scale_services(self) -> None:
+        """Bring each service's replicas to what its load asks for, within [min, max] (SkyServe's autoscaler
+        rule: ceil(load / target_qps_per_replica)). New replicas are pending jobs, so caps and quotas
+        decide whether they run; extra replicas are cancelled, pending ones first, then the newest."""
+        now = self.clock()
+        for service in self.store.services():
+            replicas = [r for r in self.store.jobs(service=service.id) if not r.state.terminal]
+            want = desired_replicas(service)
+            if want > len(replicas):
+                start = 1 + max((_replica_number(r.id) for r in self.store.jobs(service=service.id)), default=0)
+                self.store.add_jobs([NewJob(id=f"{service.name}-replica-{k}", name=service.name, team=service.team,
+                                            priority=service.priority, spec=service.spec, source=service.source,
+                                            service=service.id) for k in range(start, start + want - len(replicas))],
+                                    now, uuid.uuid4().hex)
+            elif want < len(replicas):
+                extra = sorted(replicas, key=lambda r: (r.state is not JobState.PENDING, -r.submitted_at,
+                                                        -_replica_number(r.id)))
+                for record in extra[:len(replicas) - want]:
+                    self.reconciler.cancel(record, reason=f"scaled down: {service.id} needs {want} replicas "
+                                                          f"for {service.load_qps or 0:g} requests/s")
 
     def cancel(self, job_ids: list[str]) -> list[str]:
         done = []
@@ -132,6 +167,7 @@ class Engine:
     def round(self) -> RoundReport:
         start = time.perf_counter()
         self.reconciler.observe()
+        self.scale_services()
         now = self.clock()
         pending = self.store.jobs(states=[JobState.PENDING])
         holding = self.store.jobs(states=[*ACTIVE, JobState.PLANNED])
@@ -219,6 +255,37 @@ class Engine:
             raise ValueError(f"{job_id} has no on-prem run to show logs of (state {record.state.value}, "
                              f"tier {record.tier or '-'})")
         return self.providers[Tier.ONPREM].logs(record.handle)
+
+
+_REPLICA = re.compile(r"-replica-(\d+)-\d+$")  # `<service>-replica-<k>-<store number>`
+
+
+def _replica_number(job_id: str) -> int:
+    match = _REPLICA.search(job_id)
+    return int(match.group(1)) if match else 0
+
+
+def _new_service(item) -> NewService:
+    service, placement = item.spec.service, item.spec.placement
+    policy = service.replica_policy
+    if policy is None:
+        fixed = service.replicas_now
+        limits = (fixed, fixed, None)
+    else:
+        target = policy.target_qps_per_replica
+        if isinstance(target, dict):  # per accelerator: size for the slowest
+            target = min(target.values()) if target else None
+        limits = (policy.min_replicas, policy.max_replicas if policy.max_replicas is not None else
+                  policy.min_replicas, target or None)
+    name = item.spec.name or Path(item.file).stem
+    return NewService(name=name, team=placement.team, priority=placement.priority, spec=item.data,
+                      source=item.source, min_replicas=limits[0], max_replicas=limits[1], target_qps=limits[2])
+
+
+def desired_replicas(service: ServiceRecord) -> int:
+    if service.target_qps is None or service.load_qps is None:
+        return service.min_replicas
+    return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
 
 
 def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:

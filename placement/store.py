@@ -60,7 +60,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch TEXT,                      -- the client's submission token: a retried submit is not stored twice
     tier TEXT, target TEXT, offer_id TEXT, handle TEXT, nodes TEXT,
     gpus REAL, cpus REAL, memory_gb REAL, rate_per_hour REAL,
-    reason_code TEXT, reason TEXT
+    reason_code TEXT, reason TEXT,
+    service TEXT                     -- the service this job is a replica of
+);
+CREATE TABLE IF NOT EXISTS services (  -- inference services: their replicas are jobs with `service` set
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    team TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    spec TEXT NOT NULL,              -- the service's spec, for the replicas it scales up to
+    source TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    min_replicas INTEGER NOT NULL,
+    max_replicas INTEGER NOT NULL,
+    target_qps REAL,                 -- requests per second one replica serves; NULL: fixed size
+    load_qps REAL,                   -- the latest load signal
+    load_at REAL,
+    created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_team ON jobs(team);
@@ -130,6 +146,7 @@ class JobRecord:
     rate_per_hour: float | None
     reason_code: str | None
     reason: str | None
+    service: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +182,34 @@ class NewJob:
     priority: str
     spec: dict[str, Any]
     source: str
+    service: str | None = None  # the name of the NewService (same batch) or the id of a stored service
+
+
+@dataclass(frozen=True, slots=True)
+class NewService:
+    name: str
+    team: str
+    priority: str
+    spec: dict[str, Any]
+    source: str
+    min_replicas: int
+    max_replicas: int
+    target_qps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    id: str
+    name: str
+    team: str
+    priority: str
+    spec: dict[str, Any]
+    source: str
+    min_replicas: int
+    max_replicas: int
+    target_qps: float | None
+    load_qps: float | None
+    load_at: float | None
 
 
 class Store:
@@ -179,6 +224,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "service" not in columns:  # a store written before services existed
+            self._db.execute("ALTER TABLE jobs ADD COLUMN service TEXT")
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('uid', lower(hex(randomblob(4))))")
         # This store's identity is part of every launch handle, so that two stores sharing a cluster (a reset
         # database, a second service) never mistake each other's work for their own.
@@ -201,26 +249,39 @@ class Store:
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
-    def add_jobs(self, jobs: Iterable[NewJob], now: float, batch: str) -> list[str]:
+    def add_jobs(self, jobs: Iterable[NewJob], now: float, batch: str,
+                 services: Iterable[NewService] = ()) -> list[str]:
         """Store new jobs as PENDING in one transaction; returns their ids once they are durable.
 
         Ids are the spec's job id plus a number unique in this store (`train-vit-17`), as Slurm and
         SkyPilot number their jobs, so the same file can be submitted twice. `batch` is the client's
         token for this submission: submitting the same batch again (a retry after a lost reply)
-        returns the ids stored the first time.
+        returns the ids stored the first time. A service is stored with its first replicas, its id
+        numbered like a job's (`serve-llama-17`); its replicas name it in `NewJob.service`.
         """
-        jobs = list(jobs)
+        jobs, services = list(jobs), list(services)
         with self._tx() as db:
             earlier = [r[0] for r in db.execute("SELECT id FROM jobs WHERE batch = ? ORDER BY rowid", (batch,))]
-            if earlier:
+            if earlier or db.execute("SELECT 1 FROM services WHERE batch = ?", (batch,)).fetchone():
                 return earlier
             first = db.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM jobs").fetchone()[0]
+            service_ids: dict[str, str] = {}
+            for i, service in enumerate(services):
+                if service.name in service_ids:
+                    raise ValueError(f"two services named {service.name!r} in one submission")
+                service_ids[service.name] = f"{service.name}-{first + i}"
+                db.execute("INSERT INTO services (id, name, team, priority, spec, source, batch, min_replicas, "
+                           "max_replicas, target_qps, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (service_ids[service.name], service.name, service.team, service.priority,
+                            json.dumps(service.spec), service.source, batch, service.min_replicas,
+                            service.max_replicas, service.target_qps, now))
             ids = [f"{j.id}-{first + i}" for i, j in enumerate(jobs)]
             db.executemany(
-                "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch, "
+                "service) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(job_id, j.name, j.team, j.priority, json.dumps(j.spec), j.source, JobState.PENDING.value, now, now,
-                  batch) for job_id, j in zip(ids, jobs)])
+                  batch, service_ids.get(j.service, j.service) if j.service else None)
+                 for job_id, j in zip(ids, jobs)])
             db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, 'submitted', ?)",
                            [(job_id, now, j.source) for job_id, j in zip(ids, jobs)])
         return ids
@@ -230,9 +291,13 @@ class Store:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def jobs(self, *, states: Iterable[JobState] | None = None, team: str | None = None) -> list[JobRecord]:
+    def jobs(self, *, states: Iterable[JobState] | None = None, team: str | None = None,
+             service: str | None = None) -> list[JobRecord]:
         query, args = "SELECT * FROM jobs", []
         clauses = []
+        if service is not None:
+            clauses.append("service = ?")
+            args.append(service)
         if states is not None:
             states = list(states)
             clauses.append(f"state IN ({','.join('?' * len(states))})")
@@ -271,6 +336,22 @@ class Store:
     def counts_by_state(self) -> dict[str, int]:
         with self._lock:
             return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+
+    # --- services -----------------------------------------------------------------------------------------
+
+    def services(self) -> list[ServiceRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM services ORDER BY created_at, id").fetchall()
+        return [ServiceRecord(id=r["id"], name=r["name"], team=r["team"], priority=r["priority"],
+                              spec=json.loads(r["spec"]), source=r["source"], min_replicas=r["min_replicas"],
+                              max_replicas=r["max_replicas"], target_qps=r["target_qps"], load_qps=r["load_qps"],
+                              load_at=r["load_at"]) for r in rows]
+
+    def set_load(self, service_id: str, qps: float, now: float) -> bool:
+        """Record a service's load signal (requests per second over all replicas); False if no such service."""
+        with self._tx() as db:
+            return db.execute("UPDATE services SET load_qps = ?, load_at = ? WHERE id = ?",
+                              (qps, now, service_id)).rowcount > 0
 
     # --- decisions: written before they are carried out ---------------------------------------------------
 
@@ -376,7 +457,8 @@ def _job(row: sqlite3.Row) -> JobRecord:
         submitted_at=row["submitted_at"], updated_at=row["updated_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], tier=row["tier"], target=row["target"], offer_id=row["offer_id"],
         handle=row["handle"], nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"],
-        cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"], reason_code=row["reason_code"], reason=row["reason"])
+        cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"], reason_code=row["reason_code"], reason=row["reason"],
+        service=row["service"])
 
 
 def _decision(row: sqlite3.Row) -> Decision:
