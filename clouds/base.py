@@ -109,7 +109,8 @@ class Provider(Protocol):
     def observe(self, handles: list[str]) -> dict[str, Observation]:
         ...
 
-    def terminate(self, handle: str) -> None:
+    def terminate(self, handle: str, grace_seconds: float = 0.0) -> None:
+        """Stop the work (idempotent); `grace_seconds` lets it checkpoint first where the provider can."""
         ...
 
     def logs(self, handle: str) -> str:

@@ -151,7 +151,9 @@ class RayNodesProvider:
                 result[handle] = Observation(status, info.message or "")
         return result
 
-    def terminate(self, handle: str) -> None:
+    def terminate(self, handle: str, grace_seconds: float = 0.0) -> None:
+        """Ray stops a job with SIGTERM, then SIGKILL after its own grace period (on-prem is never downscaled)."""
+        del grace_seconds
         try:
             self._client.stop_job(handle)
         except Exception:  # already gone: stopping is idempotent

@@ -193,15 +193,20 @@ class SkyPilotProvider:
 
     # --- stopping -----------------------------------------------------------------------------------------
 
-    def terminate(self, handle: str) -> None:
-        """Tear down the cluster or cancel the managed job; nothing there is not an error."""
+    def terminate(self, handle: str, grace_seconds: float = 0.0) -> None:
+        """Tear down the cluster or cancel the managed job; nothing there is not an error.
+
+        With `grace_seconds`, SkyPilot's graceful stop: the task is cancelled first and the teardown
+        waits up to that long (for MOUNT_CACHED checkpoints to upload).
+        """
         name = sky_name(handle)
+        graceful = {"graceful": True, "graceful_timeout": int(grace_seconds)} if grace_seconds > 0 else {}
         self._requests.pop(name, None)
         if self._sdk.get(self._sdk.status(cluster_names=[name])):
-            self._sdk.get(self._sdk.down(name))
+            self._sdk.get(self._sdk.down(name, **graceful))
         if any(_get(job, "job_name") == name and _MANAGED_JOB_STATUS.get(_name(_get(job, "status")))
                in (WorkStatus.STARTING, WorkStatus.RUNNING) for job in self._managed_jobs()):
-            self._sdk.get(self._sdk.jobs.cancel(name=name))
+            self._sdk.get(self._sdk.jobs.cancel(name=name, **graceful))
 
     def logs(self, handle: str) -> str:
         raise ValueError(f"logs of SkyPilot work: `sky logs {sky_name(handle)}` "

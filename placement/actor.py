@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from typing import Any
 
 import ray
@@ -62,15 +63,13 @@ class PlacementService:
                 "seconds": report.seconds, "method": report.plan.stats.method}
 
     def _record(self, report: RoundReport) -> None:
-        policy = self._engine.policy
-        caps = {team: cap.usd_per_hour for team, cap in policy.caps.teams.items()}
-        if policy.caps.global_ is not None:
-            caps["global"] = policy.caps.global_.usd_per_hour
+        downscaled = Counter((a.kind.value, a.team) for a in report.downscaled)
         self._metrics.record_round(
             round_seconds=report.seconds, solve_seconds=report.plan.stats.total_seconds,
             pending_by_reason=report.pending_by_reason, placements_by_tier=report.placed_by_tier,
             gpus_by_tier_team=report.gpus_by_tier_team, spend_rate_by_scope=report.spend_rate_by_scope,
-            cap_by_scope=caps, jobs_by_state=report.jobs_by_state)
+            cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
+            downscaled_by_action_team=dict(downscaled))
 
     def submit(self, documents: list[dict[str, Any]], batch: str) -> list[str]:
         ids = self._engine.submit(documents, batch)
@@ -79,6 +78,13 @@ class PlacementService:
 
     def status(self, job_id: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
         return self._engine.status(job_id, team)
+
+    def spend(self, team: str | None = None) -> list[dict[str, Any]]:
+        return self._engine.spend(team)
+
+    def report_load(self, service_id: str, qps: float) -> None:
+        self._engine.report_load(service_id, qps)
+        self._wake.set()
 
     def explain(self, job_id: str) -> dict[str, Any]:
         return self._engine.explain(job_id)

@@ -340,6 +340,43 @@ def status(
     out.print(table)
 
 
+@app.command()
+def spend(
+    team: Annotated[Optional[str], typer.Option(help="Only this team (and not the global scope).")] = None,
+    address: AddressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Private and public spend per scope against its caps: $/h now, $ today and this month, projections to
+    the end of the UTC day and month, and the $/h the scope may spend now (the tightest of its rate cap and
+    what its budgets leave)."""
+    rows = _ask(_service(address).spend, team)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="spend (private + public; on-prem never counts)")
+    for column in ("scope", "$/h now", "limit $/h", "today $", "month $", "end of day $", "end of month $", "cap"):
+        table.add_column(column, justify="left" if column in ("scope", "cap") else "right", overflow="fold")
+    for r in rows:
+        over = r["over"]
+        rate = f"{r['usd_per_hour']:.2f}"
+        table.add_row(r["scope"], f"[red]{rate}[/red]" if over else rate,
+                      f"{r['limit_usd_per_hour']:.2f}" if r["limit_usd_per_hour"] is not None else "-",
+                      f"{r['today_usd']:.2f}", f"{r['month_usd']:.2f}", f"{r['projected_day_usd']:.2f}",
+                      f"{r['projected_month_usd']:.2f}", r["binding"] or "-")
+    out.print(table)
+
+
+@app.command()
+def load(
+    service: Annotated[str, typer.Argument(help="The service's id (`placement status` shows it on its replicas).")],
+    qps: Annotated[float, typer.Argument(help="Requests per second over all its replicas.")],
+    address: AddressOpt = None,
+) -> None:
+    """Report a service's load; the next round scales its replicas to ceil(load / target_qps_per_replica)."""
+    _ask(_service(address).report_load, service, qps)
+    out.print(f"{service}: {qps:g} requests/s")
+
+
 def _age(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)

@@ -37,13 +37,15 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_jobs": ("Jobs known to the service, by state", ("state",)),
     "placement_gpus_allocated": ("GPUs allocated to running work, by tier and team", ("tier", "team")),
     "placement_spend_rate_usd_per_hour": ("$/h of private and public work running now, per cap scope", ("scope",)),
-    "placement_spend_cap_usd_per_hour": ("The policy's spend cap in $/h per scope (no series: no cap)", ("scope",)),
+    "placement_spend_cap_usd_per_hour": ("The $/h a scope may spend now: its rate cap, or what its day or month budget leaves (no series: no cap)", ("scope",)),
     "placement_last_round_seconds": ("Duration of the last placement round", ()),
     "placement_last_solve_seconds": ("Solver time of the last placement round", ()),
 }
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_placements": ("Jobs placed, by tier", ("tier",)),
     "placement_reconciler_errors": ("Failed provider actions of the reconciler", ("provider", "kind")),
+    "placement_downscale_actions": ("Work stopped, moved or scaled down to get spend back under a cap, by "
+                                    "action and team", ("action", "team")),
 }
 _HISTOGRAMS: dict[str, str] = {
     "placement_round_seconds": "Duration of a placement round (snapshot, solve, record)",
@@ -84,7 +86,8 @@ class ServiceMetrics:
                      gpus_by_tier_team: Mapping[tuple[str, str], float],
                      spend_rate_by_scope: Mapping[str, float],
                      cap_by_scope: Mapping[str, float],
-                     jobs_by_state: Mapping[str, int]) -> None:
+                     jobs_by_state: Mapping[str, int],
+                     downscaled_by_action_team: Mapping[tuple[str, str], int] | None = None) -> None:
         """Record one placement round.
 
         Dimensions are reason codes, tiers, teams, scopes ("global" or a team) and
@@ -108,6 +111,9 @@ class ServiceMetrics:
         for tier, placed in placements_by_tier.items():
             if placed > 0:  # Ray counters reject increments <= 0
                 self._counters["placement_placements"].inc(placed, tags={"tier": tier})
+        for (action, team), count in (downscaled_by_action_team or {}).items():
+            if count > 0:
+                self._counters["placement_downscale_actions"].inc(count, tags={"action": action, "team": team})
 
     def record_reconciler_error(self, provider: str, kind: str) -> None:
         """Count one failed provider action (`kind`: e.g. "launch", "terminate", "status")."""

@@ -146,7 +146,8 @@ class Reconciler:
             elif decision.action == "launch" and record.handle == decision.handle:
                 self.store.finish_decision(decision.seq, "done")  # observed running (or ended) since
             elif decision.action == "terminate" and decision.handle:
-                self.providers[Tier(decision.payload["tier"])].terminate(decision.handle)
+                self.providers[Tier(decision.payload["tier"])].terminate(
+                    decision.handle, grace_seconds=decision.payload.get("grace_seconds", 0.0))
                 self.store.finish_decision(decision.seq, "done")
             else:
                 self.store.finish_decision(decision.seq, "superseded")
@@ -162,6 +163,35 @@ class Reconciler:
             self.store.finish_decision(seq, "done")
         else:
             self.store.update_job(record.id, self.clock(), event="cancelled", detail=reason, **ended)
+
+    def downscale(self, actions: list) -> None:
+        """Carry out downscaling actions (`placement.solve.downscale.DownscaleAction`): each is recorded
+        with its reason before the work is stopped, gracefully (`grace_seconds` to checkpoint).
+
+        A scaled-down replica ends (cancelled); stopped batch work goes back to pending with the reason,
+        and work moved to spot goes back to pending as spot-only, so the next placement finds it a spot offer.
+        """
+        now = self.clock()
+        for action in actions:
+            record = self.store.job(action.job_id)
+            if record is None or record.state not in ACTIVE or not record.handle or not record.tier:
+                continue
+            kind = str(action.kind.value)
+            if kind == "scale_down":
+                fields = {"state": JobState.CANCELLED, "finished_at": now, "reason_code": None,
+                          "reason": action.reason}
+            else:
+                fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
+                          "reason_code": "Downscaled", "reason": action.reason}
+                if kind == "move_to_spot":
+                    spec = dict(record.spec)
+                    spec["resources"] = dict(spec.get("resources") or {}) | {"use_spot": True}
+                    fields["spec"] = spec
+            seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
+                                             {"tier": record.tier, "reason": action.reason, "downscale": kind,
+                                              "grace_seconds": action.grace_seconds}, now, fields)
+            self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=action.grace_seconds)
+            self.store.finish_decision(seq, "done")
 
     # --- watching -----------------------------------------------------------------------------------------
 

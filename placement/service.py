@@ -9,6 +9,7 @@ round, so a restarted engine carries on where the last one stopped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import time
@@ -24,12 +25,18 @@ from clouds.catalog import default_catalog_dirs, load_catalogs
 from clouds.inventory import load_inventory
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
+from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
+from placement.solve.downscale import DownscaleAction
+from placement.spend import RateLimit, rate_caps
 from placement.solve import RoundResult, solve_round
 from placement.solve.explain import alternatives
 from placement.spec import spec_from_data, to_job, to_jobs
 from placement.store import ACTIVE, JobRecord, JobState, NewJob, NewService, ServiceRecord, Store
 from policies import load_policy
+
+
+log = logging.getLogger(__name__)
 
 
 def default_store_path() -> Path:
@@ -64,6 +71,8 @@ class RoundReport:
     jobs_by_state: dict[str, int]
     gpus_by_tier_team: dict[tuple[str, str], float]
     spend_rate_by_scope: dict[str, float]
+    limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
+    downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
 
 
 class Engine:
@@ -91,8 +100,10 @@ class Engine:
             providers = {Tier.PUBLIC: public_provider(list(self.static_offers), autostop_minutes=config.autostop_minutes),
                          Tier.PRIVATE: private_provider(inventory)} | providers
         self.providers = providers
-        self.reconciler = Reconciler(self.store, providers, clock, on_error,
-                                     offers={o.id: o for o in self.static_offers}, failover=config.failover)
+        offers_by_id = {o.id: o for o in self.static_offers}
+        self.reconciler = Reconciler(self.store, providers, clock, on_error, offers=offers_by_id,
+                                     failover=config.failover)
+        self.caps = CapGuard(self.store, offers_by_id)
         self._jobs: dict[str, Job] = {}
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
@@ -169,6 +180,14 @@ class Engine:
         self.reconciler.observe()
         self.scale_services()
         now = self.clock()
+        self.caps.reprice(now)
+        check = self.caps.check(self.policy, now)
+        downscaled = check.plan.actions if check.plan is not None else ()
+        if downscaled:
+            self.reconciler.downscale(list(downscaled))
+        for shortfall in check.plan.shortfalls if check.plan is not None else ():
+            log.warning("%s", shortfall)
+        policy = self.policy.model_copy(update={"caps": rate_caps(check.limits)}) if check.limits else self.policy
         pending = self.store.jobs(states=[JobState.PENDING])
         holding = self.store.jobs(states=[*ACTIVE, JobState.PLANNED])
         reserved: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
@@ -196,13 +215,16 @@ class Engine:
         snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
-        result = solve_round(snapshot, self.policy)
+        result = solve_round(snapshot, policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
-        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
+        stopped_now = {a.job_id for a in downscaled}  # keep the downscale's own reason until the next round
+        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued
+                                        if job_id not in stopped_now}, now)
         self.last_result, self.last_snapshot = result, snapshot
-        return self._report(now, time.perf_counter() - start, result.plan)
+        return self._report(now, time.perf_counter() - start, result.plan, check.limits, downscaled)
 
-    def _report(self, now: float, seconds: float, plan: Plan) -> RoundReport:
+    def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
+                downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
         gpus: dict[tuple[str, str], float] = defaultdict(float)
         spend: dict[str, float] = defaultdict(float)
         for record in self.store.jobs(states=ACTIVE):
@@ -215,7 +237,21 @@ class Engine:
             at=now, seconds=seconds, plan=plan,
             pending_by_reason=dict(Counter(r.code.value for _, r in plan.queued)),
             placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
-            jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend))
+            jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend),
+            limit_by_scope={scope: limit.usd_per_hour for scope, limit in limits.items()}, downscaled=downscaled)
+
+    def spend(self, team: str | None = None) -> list[dict[str, Any]]:
+        """Spend per scope against its caps: rate now, accrued today and this month, projections."""
+        rows = []
+        for row in self.caps.report(self.policy, self.clock(), team):
+            rows.append({"scope": row.scope, "usd_per_hour": round(row.rate_per_hour, 4),
+                         "today_usd": round(row.accrued_today, 2), "month_usd": round(row.accrued_month, 2),
+                         "projected_day_usd": round(row.projected_day, 2),
+                         "projected_month_usd": round(row.projected_month, 2),
+                         "cap": row.cap.model_dump(exclude_none=True) if row.cap else None,
+                         "limit_usd_per_hour": round(row.limit.usd_per_hour, 4) if row.limit else None,
+                         "binding": row.limit.detail if row.limit else None, "over": row.over})
+        return rows
 
     # --- answers ------------------------------------------------------------------------------------------
 
@@ -297,4 +333,4 @@ def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:
             "age_s": round(now - record.submitted_at, 1),
             "run_s": round(end - record.started_at, 1) if record.started_at else None,
             "attempt": record.attempt, "handle": record.handle, "nodes": list(record.nodes),
-            "reason_code": record.reason_code, "reason": record.reason}
+            "reason_code": record.reason_code, "reason": record.reason, "service": record.service}

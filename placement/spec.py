@@ -29,6 +29,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       model_validator, ValidationError)
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
+from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
 from placement.yamlio import ConfigError, Invalid, closest, load_documents, parse_model, show
 
@@ -527,31 +528,49 @@ def _secret_values(value: Any) -> Any:
 
 # --- the engine's own block -------------------------------------------------------------------
 
+_ParameterCount = Annotated[float, BeforeValidator(parameter_count), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string"}], "description": "a count: 124M, 7B, 1.5B or a number"})]
+
+
 class GpuMemoryHint(_Strict):
     """The GPU memory each GPU must have: given outright, or the model's facts for the estimator."""
 
     per_gpu_gb: PositiveFloat | None = Field(None, description="GB of memory each GPU needs")
-    parameters: Annotated[float, BeforeValidator(parameter_count), WithJsonSchema(
-        {"anyOf": [{"type": "number"}, {"type": "string"}], "description": "model size: 124M, 7B, 1.5B or a number"}
-    )] | None = None
+    parameters: _ParameterCount | None = Field(None, description="model size, all parameters")
     precision: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] = "bf16"
     optimizer: Literal["adam", "adamw", "sgd", "sgd_momentum", "adafactor", "none"] = Field(
         "adamw", description="`none` for inference")
     batch_size: PositiveInt | None = Field(None, description="per GPU")
     sequence_length: PositiveInt | None = None
     image_size: PositiveInt | None = Field(None, description="pixels per side")
+    trainable_parameters: _ParameterCount | None = Field(
+        None, description="LoRA, adapters, a frozen backbone: the parameters trained (default: all)")
+    activation_checkpointing: bool = Field(False, description="one checkpoint per layer (gradient checkpointing)")
+    vocab_size: PositiveInt | None = Field(None, description="default: 128,256 (Llama 3's)")
+    layers: PositiveInt | None = Field(None, description="default: derived from parameters")
+    hidden_size: PositiveInt | None = Field(None, description="default: derived from parameters")
 
     @model_validator(mode="after")
     def _one_way(self) -> GpuMemoryHint:
         facts = sorted(self.model_fields_set - {"per_gpu_gb"})
         if self.per_gpu_gb is not None and facts:
             raise Invalid("give either per_gpu_gb or the model's facts, not both", given=", ".join(facts),
-                          valid="per_gpu_gb alone, or parameters with precision, optimizer, batch_size, "
-                                "sequence_length, image_size", path=(facts[0],))
+                          valid="per_gpu_gb alone, or parameters with the model's other facts (precision, "
+                                "optimizer, batch_size, ...)", path=(facts[0],))
         if self.per_gpu_gb is None and self.parameters is None:
             raise Invalid("says neither per_gpu_gb nor parameters", given=", ".join(facts) or "nothing",
                           valid="per_gpu_gb: <GB>, or parameters: <count> with the model's other facts")
+        try:
+            self.model_facts()
+        except BadFact as exc:  # facts in conflict, such as trainable_parameters above parameters
+            raise Invalid(exc.problem, given=show(exc.given), valid=exc.valid, path=(exc.field,)) from None
         return self
+
+    def model_facts(self) -> ModelFacts | None:
+        """The facts for the estimator; None where per_gpu_gb is given."""
+        if self.parameters is None:
+            return None
+        return ModelFacts(**self.model_dump(exclude={"per_gpu_gb"}))
 
 
 class PlacementSpec(_Strict):
@@ -706,9 +725,17 @@ _PIN_FIELDS = frozenset({"infra", "cloud", "region", "zone"})
 
 
 def to_job(loaded: LoadedSpec, job_id: str) -> Job:
-    """The core's view of a spec: demands per node, owner, urgency, where it may run."""
+    """The core's view of a spec: demands per node, owner, urgency, where it may run.
+
+    The GPU memory each GPU needs is `gpu_memory.per_gpu_gb`, or the estimated peak from the model's facts.
+    """
     spec, placement = loaded.spec, loaded.spec.placement
     onprem_only = placement.data_residency == "onprem"
+    hint = placement.gpu_memory
+    gpu_memory_gb = None if hint is None else hint.per_gpu_gb
+    facts = None if hint is None else hint.model_facts()
+    if facts is not None:
+        gpu_memory_gb = estimate(facts).peak_gb
     return Job(
         id=job_id,
         name=spec.name or Path(loaded.file).stem,
@@ -722,7 +749,7 @@ def to_job(loaded: LoadedSpec, job_id: str) -> Job:
         spot_ok=placement.spot_ok or spec.resources.use_spot is True,
         budget_usd=placement.budget_usd,
         onprem_only=onprem_only,
-        gpu_memory_gb=placement.gpu_memory.per_gpu_gb if placement.gpu_memory else None,
+        gpu_memory_gb=gpu_memory_gb,
     )
 
 

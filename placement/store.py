@@ -434,6 +434,22 @@ class Store:
             return {r[0]: r[1] for r in self._db.execute(
                 "SELECT job_id, COUNT(*) FROM events WHERE kind = 'launch-failed' GROUP BY job_id")}
 
+    def spend_rows(self, since: float) -> list[tuple[str, str, str, float, float, float]]:
+        """(job, team, tier, start, end, usd) of every spend interval ending after `since`."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT job_id, team, tier, start, end, usd FROM spend WHERE end > ? ORDER BY start", (since,))]
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                       (key, value, value))
+
     def spent(self, job_id: str) -> float:
         with self._lock:
             return float(self._db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE job_id = ?",
@@ -447,6 +463,8 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
         columns["state"] = JobState(columns["state"]).value
     if "nodes" in columns:
         columns["nodes"] = json.dumps(list(columns["nodes"]))
+    if "spec" in columns:
+        columns["spec"] = json.dumps(columns["spec"])
     return columns
 
 

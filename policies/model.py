@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from placement.model import Tier
+from placement.yamlio import Invalid
 
 DEFAULT_PRIORITIES: dict[str, float] = {"low": 0.5, "normal": 2.0, "high": 10.0, "critical": 100.0}
 
@@ -36,7 +37,26 @@ class SpotPolicy(_Strict):
 
 
 class CapSpec(_Strict):
-    usd_per_hour: float = Field(gt=0, description="Ceiling on the spend rate of private + public work.")
+    """Limits on the private + public spend of one scope (a team, or everyone); on-prem work never counts.
+
+    Two semantics, as Slurm's GrpTRESRunMins and GrpTRESMins: `usd_per_hour` caps
+    the spend rate of running work; `usd_per_day` and `usd_per_month` are budgets
+    for the spend accrued in the current UTC day and month. Placement and
+    downscaling both obey the tightest of them as a rate (`placement.spend`).
+    Zero is allowed: a scope that may not spend on private or public capacity.
+    """
+
+    usd_per_hour: float | None = Field(None, ge=0, description="Ceiling on the spend rate of running work, $/h.")
+    usd_per_day: float | None = Field(None, ge=0, description="Budget for spend accrued in the current UTC day, $.")
+    usd_per_month: float | None = Field(None, ge=0,
+                                        description="Budget for spend accrued in the current UTC month, $.")
+
+    @model_validator(mode="after")
+    def _sets_a_limit(self) -> CapSpec:
+        if self.usd_per_hour is None and self.usd_per_day is None and self.usd_per_month is None:
+            raise Invalid("a cap must set at least one limit", given="no limit",
+                          valid="usd_per_hour, usd_per_day and/or usd_per_month, each a number of dollars >= 0")
+        return self
 
 
 class Caps(_Strict):
@@ -44,6 +64,22 @@ class Caps(_Strict):
 
     global_: CapSpec | None = Field(None, alias="global", description="Cap over every team together.")
     teams: dict[str, CapSpec] = Field(default_factory=dict)
+
+
+class Downscale(_Strict):
+    """How running work is reduced when its spend exceeds a cap (see placement/solve/downscale.py)."""
+
+    hysteresis: float = Field(0.05, ge=0, lt=1, description="Once over a cap, reduce the spend rate to "
+                                                            "cap x (1 - hysteresis), not just under it.")
+    grace_seconds: float = Field(0.0, ge=0, description="How long a scope may stay over its cap before work is "
+                                                        "reduced; 0 acts in the same control interval.")
+    checkpoint_grace_seconds: float = Field(120.0, ge=0, description="Time a batch job told to stop (or move to "
+                                                                     "spot) gets to checkpoint before it is killed.")
+    restart_hours: float = Field(0.25, ge=0, description="Work lost and start-up time when a batch job is stopped "
+                                                         "or moved: charged at its priority value per hour.")
+    open_ended_hours: float = Field(1.0, gt=0, description="Hours of value a service replica scaled down is "
+                                                           "assumed to lose (work with no expected end).")
+    time_limit_s: float = Field(1.0, gt=0, description="Wall-clock limit of the downscaling integer program.")
 
 
 class TierQuota(_Strict):
@@ -86,6 +122,7 @@ class Policy(_Strict):
     pue: float = Field(1.2, ge=1, description="Power usage effectiveness applied to GPU and host power.")
     spot: SpotPolicy = SpotPolicy()
     caps: Caps = Caps()
+    downscale: Downscale = Downscale()
     quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
     solver: SolverSettings = SolverSettings()
 

@@ -14,6 +14,7 @@ double fail at once instead of starting an API server.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,12 @@ SIMULATED_NODES = {
 }
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A head (no GPUs, hosts the service) and three GPU nodes; yields the `ray.cluster_utils.Cluster`."""
@@ -44,6 +51,8 @@ def ray_cluster():
 
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4, "include_dashboard": True, "dashboard_port": 0, "temp_dir": str(tmp),
+        # The job agent's own port: Ray's default (52365) may be taken by another Ray on the machine.
+        "dashboard_agent_listen_port": free_port(),
         # Metrics every second. (Shorter node health checks would notice dead nodes sooner, but with them
         # the dashboard agent never registers and job submission fails with "No available agent".)
         "_system_config": {"metrics_report_interval_ms": 1000}})

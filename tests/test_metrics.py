@@ -19,7 +19,7 @@ from placement import metrics
 from placement.metrics import EXPORTED
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "configs" / "dashboards"
-OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "le"}
+OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le"}
 
 ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                pending_by_reason={"OverQuota": 3, "WaitingForCapacity": 2},
@@ -27,7 +27,8 @@ ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                gpus_by_tier_team={("onprem", "vision"): 8.0, ("public", "nlp"): 4.0},
                spend_rate_by_scope={"global": 12.5, "nlp": 12.5},
                cap_by_scope={"global": 100.0},
-               jobs_by_state={"pending": 5, "running": 3})
+               jobs_by_state={"pending": 5, "running": 3},
+               downscaled_by_action_team={("stop", "nlp"): 2, ("scale_down", "nlp"): 0})
 ROUND_2 = dict(round_seconds=2.0, solve_seconds=1.5,
                pending_by_reason={"OverQuota": 1},
                placements_by_tier={"public": 2},
@@ -117,6 +118,7 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_solve_seconds_bucket", le="0.25"): 1.0,
         series("ray_placement_reconciler_errors_total", provider="aws", kind="launch"): 2.0,
         series("ray_placement_reconciler_errors_total", provider="onprem", kind="terminate"): 1.0,
+        series("ray_placement_downscale_actions_total", action="stop", team="nlp"): 2.0,
     }
     found = scrape_until(url, worker_id, expected)
     assert {key: found.get(key) for key in expected} == expected

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from placement.memory_estimate import ModelFacts, estimate
 from placement.model import Demand, Tier
 from placement.spec import (DEFAULT_PRIORITY_CLASSES, SKY_CLOUDS, JobSpec, LoadedSpec, Resources, Service,
                             duration_hours, gpu_choices, load_specs, spec_json_schema, to_job, to_jobs)
@@ -95,6 +96,10 @@ BAD_SPECS: dict[str, tuple[int, str, str]] = {
     "gpu_memory_empty.yaml": (4, "placement.gpu_memory", "neither per_gpu_gb nor parameters"),
     "bad_parameters.yaml": (5, "placement.gpu_memory.parameters", "not a parameter count (given: '7X')"),
     "bad_precision.yaml": (6, "placement.gpu_memory.precision", "(given: 'fp64'); valid: one of fp32, fp16"),
+    "trainable_above_parameters.yaml": (6, "placement.gpu_memory.trainable_parameters",
+                                        "exceeds parameters (8,000,000,000) (given: 9000000000.0)"),
+    "checkpointing_inference.yaml": (7, "placement.gpu_memory.activation_checkpointing",
+                                     "inference (optimizer: none) keeps no activations to checkpoint"),
     "service_both_counts.yaml": (4, "service.replicas", "either replicas or replica_policy"),
     "service_unknown_field.yaml": (4, "service.replica", "Did you mean 'replicas'?"),
     "service_max_below_min.yaml": (6, "service.replica_policy.max_replicas", "max_replicas is below min_replicas"),
@@ -449,11 +454,34 @@ def test_residency_means_onprem_only(tmp_path):
     assert job.onprem_only and job.tiers == {Tier.ONPREM}
 
 
-def test_model_facts_do_not_set_gpu_memory(tmp_path):
+def test_model_facts_set_gpu_memory_to_the_estimate(tmp_path):
     loaded = load_one(tmp_path, "placement:\n  gpu_memory: {parameters: 7B, precision: fp16, batch_size: 8}\n")
     hint = loaded.spec.placement.gpu_memory
     assert (hint.parameters, hint.precision, hint.optimizer, hint.batch_size) == (7e9, "fp16", "adamw", 8)
-    assert to_job(loaded, "j").gpu_memory_gb is None
+    expected = estimate(ModelFacts(parameters=7e9, precision="fp16", optimizer="adamw", batch_size=8)).peak_gb
+    assert to_job(loaded, "j").gpu_memory_gb == expected
+
+
+def test_every_fact_reaches_the_estimator(tmp_path):
+    loaded = load_one(tmp_path, """\
+        placement:
+          gpu_memory:
+            parameters: 8B
+            trainable_parameters: 42M
+            precision: bf16
+            optimizer: adamw
+            batch_size: 4
+            sequence_length: 2048
+            activation_checkpointing: true
+            vocab_size: 128256
+            layers: 32
+            hidden_size: 4096
+        """)
+    facts = ModelFacts(parameters=8e9, trainable_parameters=42e6, precision="bf16", optimizer="adamw", batch_size=4,
+                       sequence_length=2048, activation_checkpointing=True, vocab_size=128_256, layers=32,
+                       hidden_size=4096)
+    assert loaded.spec.placement.gpu_memory.model_facts() == facts
+    assert to_job(loaded, "j").gpu_memory_gb == estimate(facts).peak_gb
 
 
 def test_defaults(tmp_path):

@@ -109,10 +109,9 @@ class CapacityLedger:
                 if limit is not None:
                     self.quota_left[(team, tier)] = limit
         self.cap_left: dict[str, float] = {}
-        if policy.caps.global_ is not None:
-            self.cap_left[GLOBAL] = policy.caps.global_.usd_per_hour
-        for team, cap in policy.caps.teams.items():
-            self.cap_left[team] = cap.usd_per_hour
+        for scope, cap in [(GLOBAL, policy.caps.global_), *policy.caps.teams.items()]:
+            if cap is not None and cap.usd_per_hour is not None:  # budgets alone set no rate row
+                self.cap_left[scope] = cap.usd_per_hour
         for run in snapshot.running:
             self._charge(run.team, run.tier, run.pool, run.gpus, run.rate_per_hour)
 
