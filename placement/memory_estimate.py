@@ -274,8 +274,8 @@ KNOWN_SHAPES: dict[str, TransformerShape] = {
 }
 CALIBRATION_IMAGE_SIZE = 224  # the CSV leaves `seq` empty for image models: ImageNet's 224 x 224 crops
 CALIBRATION_OPTIMIZERS = {"adamw": "adamw", "adam": "adam", "sgd": "sgd_momentum"}  # the CSV's SGD has momentum
-CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "telemetry" / \
-    "h100_training_memory_calibration.csv"
+CALIBRATION_CSV = Path(__file__).resolve().parents[1] / "configs" / "telemetry" / \
+    "h100_training_memory_calibration.csv"  # a copy of shared/data/telemetry's, shipped with the project
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ GIB = 1024 ** 3
 HOUR = 3600.0
 STEP = 10  # seconds between samples
 PUE, GRID = 1.5, 400.0  # gCO2e/kWh
-CCF_CURVES = Path("/work/shared/data/energy/gpu_power_curve_aws_instances_ccf.csv")
+CCF_CURVES = Path(__file__).resolve().parents[1] / "configs" / "energy" / "gpu_power_curve_aws_instances_ccf.csv"
 
 
 def gpu(node: str, index: int, profile: Callable[[float], tuple[float, float | None]], until: float = 2 * HOUR

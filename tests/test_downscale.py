@@ -328,7 +328,7 @@ def real_running_work(batch_count: int = 1_600, replica_count: int = 400) -> lis
     """
     rng = random.Random(11)
     prices: dict[int, list[tuple[float, float | None]]] = {}
-    for row in csv.DictReader((DATA / "catalogs" / "aws_vms.csv").open()):
+    for row in csv.DictReader((Path(__file__).resolve().parents[1] / "configs" / "catalogs" / "aws" / "vms.csv").open()):
         if row["Region"] == "us-east-1" and row["AcceleratorName"] in ("V100", "A100", "H100") and row["Price"]:
             spot = float(row["SpotPrice"]) if row["SpotPrice"] else None
             prices.setdefault(int(float(row["AcceleratorCount"])), []).append((float(row["Price"]), spot))

@@ -27,9 +27,9 @@ from clouds.telemetry import (HANDLE_ENV, RAY_JOB_CONFIG_ENV, SKYPILOT_CLUSTER_I
 from placement.actor import dashboard_http
 from placement.debt import Allocation, DebtSettings, FlagKind, account
 
-DATA = Path("/work/shared/data")
-SAMPLES_CSV = DATA / "telemetry" / "h100_nvml_samples.csv"
-DEVICE_JSON = DATA / "telemetry" / "h100_device_info.json"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # copies of the shared data, shipped with the project
+SAMPLES_CSV = CONFIGS / "telemetry" / "h100_nvml_samples.csv"
+DEVICE_JSON = CONFIGS / "telemetry" / "h100_device_info.json"
 HANDLE = "gpt2-a1-s0"
 
 
@@ -144,7 +144,7 @@ def test_replay_through_the_aggregation_matches_the_csv_by_hand():
                           clock=fake.clock, attribute=attributor_for({4242: {HANDLE_ENV: HANDLE}}).attribute)
     readings = [sampler.sample() for _ in rows]
 
-    with open(DATA / "catalogs" / "aws_vms.csv", newline="") as f:  # what one H100 of a p5.48xlarge costs
+    with open(CONFIGS / "catalogs" / "aws" / "vms.csv", newline="") as f:  # what one H100 of a p5.48xlarge costs
         p5 = next(r for r in csv.DictReader(f) if r["InstanceType"] == "p5.48xlarge" and r["Region"] == "us-east-1")
     price_per_gpu_hour = float(p5["Price"]) / float(p5["AcceleratorCount"])
     pue, grid = energy.pue("aws"), energy.grid_intensity("aws", "us-east-1").gco2_per_kwh
