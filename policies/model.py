@@ -77,8 +77,10 @@ class Downscale(_Strict):
                                                                      "spot) gets to checkpoint before it is killed.")
     restart_hours: float = Field(0.25, ge=0, description="Work lost and start-up time when a batch job is stopped "
                                                          "or moved: charged at its priority value per hour.")
-    open_ended_hours: float = Field(1.0, gt=0, description="Hours of value a service replica scaled down is "
-                                                           "assumed to lose (work with no expected end).")
+    open_ended_hours: float = Field(24.0, gt=0, description="Hours of value a service replica scaled down is "
+                                                            "assumed to lose (work with no expected end): a day, so "
+                                                            "a high-priority replica outweighs a long low-priority "
+                                                            "batch job.")
     time_limit_s: float = Field(1.0, gt=0, description="Wall-clock limit of the downscaling integer program.")
 
 
