@@ -18,6 +18,12 @@ import statistics
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clouds.gpus import canonical_gpu
+
+if TYPE_CHECKING:
+    from placement.debt import PowerCurve
 
 ENERGY_DIR = Path(__file__).resolve().parents[1] / "configs" / "energy"
 GRID_DATASET = "cloud-carbon-footprint/cloud-carbon-coefficients"
@@ -70,3 +76,25 @@ def pue(provider: str) -> float:
     """Power usage effectiveness of a provider's data centres; the survey average when unknown."""
     table = _pue_table()
     return table.get(provider.lower(), table[_UNKNOWN_PROVIDER])
+
+
+@cache
+def power_curves() -> dict[str, PowerCurve]:
+    """Watts per GPU at 0/10/50/100% utilization by canonical GPU name, from CCF's AWS instance table.
+
+    The table names GPUs as AWS does ("Tesla V100", "Tesla A100" for p4d's 40 GB A100); rows whose
+    GPU this engine does not know (K520) are left out. The per-GPU watts of one GPU agree across
+    instance sizes to 0.1 W, so the median of its rows is taken. GPUs the table lacks fall back to
+    `PowerCurve.from_tdp` in `placement.debt`.
+    """
+    from placement.debt import PowerCurve
+
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    with open(ENERGY_DIR / "gpu_power_curve_aws_instances_ccf.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            name = row["gpu_name"]
+            gpu = canonical_gpu(name) or canonical_gpu(name.removeprefix("Tesla "))
+            if gpu is not None:
+                rows.setdefault(gpu, []).append(tuple(float(row[f"gpu_watts_{point}_per_gpu"])
+                                                      for point in ("idle", "10pct", "50pct", "100pct")))
+    return {gpu: PowerCurve(*(statistics.median(column) for column in zip(*points))) for gpu, points in rows.items()}

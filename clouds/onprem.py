@@ -23,6 +23,7 @@ from typing import Any
 from clouds.base import LaunchError, LaunchRequest, Observation, WorkStatus
 from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
 from clouds.inventory import Inventory, amortised_price_per_hour
+from clouds.telemetry import HANDLE_ENV
 from placement.model import Offer, Sharing, Tier
 
 NODE_LABEL = "placement.node"
@@ -111,7 +112,8 @@ class RayNodesProvider:
         env = {k: str(v) for k, v in (spec.get("envs") or {}).items() if v is not None}
         if not placement.gpus_per_node:
             env["CUDA_VISIBLE_DEVICES"] = ""
-        env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt)})
+        env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
+                    HANDLE_ENV: request.handle})  # attributes the job's Ray tasks and actors too
         try:
             self._client.submit_job(
                 entrypoint=entrypoint(spec), submission_id=request.handle,

@@ -24,6 +24,7 @@ from typing import Any
 
 from clouds.base import LaunchError, LaunchRequest, Observation, Scope, WorkStatus
 from clouds.sky_tasks import build_task, sky_name
+from clouds.telemetry import HANDLE_ENV
 from placement.model import Offer, Tier
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class SkyPilotProvider:
                 return
             task = build_task(request.spec, request.placement, offer)
             task.name = name
-            task.update_envs({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt)})
+            task.update_envs({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
+                              HANDLE_ENV: request.handle})
             if request.placement.spot:
                 request_id = self._sdk.jobs.launch(task, name=name)
             else:

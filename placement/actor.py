@@ -41,6 +41,8 @@ class PlacementService:
         self._lock = threading.Lock()
         with self._lock:
             self._engine = Engine(config, {Tier.ONPREM: onprem}, on_error=self._metrics.record_reconciler_error)
+        self._telemetry = TelemetryFeed(self._engine.store, config.telemetry_interval_s) \
+            if config.telemetry_interval_s else None
         self._wake = threading.Event()
         if config.round_interval_s:
             threading.Thread(target=self._loop, args=(config.round_interval_s,), daemon=True,
@@ -59,6 +61,11 @@ class PlacementService:
         with self._lock:
             report = self._engine.round()
         self._record(report)
+        if self._telemetry is not None:
+            try:
+                self._telemetry.collect(report.at)
+            except Exception:  # telemetry is an observer: it never stops placement
+                log.exception("collecting GPU telemetry failed")
         return {"placed": len(report.plan.placements), "queued": len(report.plan.queued),
                 "seconds": report.seconds, "method": report.plan.stats.method}
 
@@ -89,6 +96,9 @@ class PlacementService:
     def explain(self, job_id: str) -> dict[str, Any]:
         return self._engine.explain(job_id)
 
+    def debt(self, team: str | None = None, since_s: float = 7 * 86400, series: bool = False) -> dict[str, Any]:
+        return self._engine.debt(team, since_s, series=series)
+
     def cancel(self, job_ids: list[str]) -> list[str]:
         with self._lock:
             return self._engine.cancel(job_ids)
@@ -100,6 +110,72 @@ class PlacementService:
         import os
 
         return os.getpid()
+
+
+class TelemetryFeed:
+    """One telemetry agent per GPU node of the Ray cluster; each round, what they sampled goes to the store.
+
+    Drains are asynchronous: one still unanswered after `wait_s` (an agent starting up, a busy node)
+    is collected next round rather than holding the round up. A node without NVML has an agent that
+    says so (stored as its status) and sends nothing.
+    """
+
+    def __init__(self, store: Any, interval_s: float, wait_s: float = 2.0):
+        self._store = store
+        self._interval_s = interval_s
+        self._wait_s = wait_s
+        self._agents: dict[str, Any] = {}  # node name -> agent handle
+        self._pending: dict[str, tuple[Any, Any]] = {}  # node name -> (drain, status) refs in flight
+        self._start_agents()
+
+    def _start_agents(self) -> None:
+        """Pinned to their nodes like `clouds.telemetry.start_agent`'s, but owned by the service rather than
+        detached and named: they end with it (a killed service leaves nothing behind; a restarted one starts
+        new agents and loses at most the readings of one round) and meet no other agent's name."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from clouds.onprem import node_name
+        from clouds.telemetry import TelemetryAgent
+
+        for node in ray.nodes():
+            name = node_name(node)
+            if node.get("Alive") and node.get("Resources", {}).get("GPU") and name not in self._agents:
+                self._agents[name] = TelemetryAgent.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                ).remote(name, self._interval_s, max(1, int(3600 / self._interval_s)))
+
+    def stop(self) -> None:
+        for agent in self._agents.values():
+            ray.kill(agent)
+        self._agents.clear()
+        self._pending.clear()
+
+    def collect(self, now: float) -> None:
+        self._start_agents()  # nodes that joined since
+        for name, agent in self._agents.items():
+            if name not in self._pending:
+                self._pending[name] = (agent.drain.remote(), agent.status.remote())
+        refs = [ref for pair in self._pending.values() for ref in pair]
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self._wait_s)
+        done = set(ready)
+        for name, (drain, status) in list(self._pending.items()):
+            if drain not in done or status not in done:
+                continue
+            del self._pending[name]
+            try:
+                batch, agent_status = ray.get([drain, status])
+            except ray.exceptions.RayActorError as exc:  # its node is gone; a new agent starts if it comes back
+                log.warning("telemetry agent of %s is gone: %s", name, exc)
+                del self._agents[name]
+                continue
+            if batch.gpus or batch.processes:
+                self._store.add_telemetry(batch)
+            if batch.dropped:
+                log.warning("telemetry of %s dropped %d readings: rounds come slower than its buffer", name,
+                            batch.dropped)
+            self._store.set_agent_status(agent_status, now)
 
 
 def dashboard_http(url: str | None) -> str | None:

@@ -402,6 +402,8 @@ def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], addre
             table.add_row(a["tier"], a["offer"], f"{a['usd']:,.2f}", f"{a['objective']:,.2f}", f"{a['vs_chosen']:+,.2f}",
                           a["blocked_by"] or "-")
         out.print(table)
+    for flag in (answer.get("efficiency") or {}).get("flags", []):
+        out.print(f"[magenta]{flag['kind']}[/magenta]: {flag['reason']} -> {flag['recommendation']}")
     events = Table(title="History")
     events.add_column("at")
     events.add_column("event")
@@ -411,6 +413,90 @@ def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], addre
     for e in answer["events"]:
         events.add_row(datetime.datetime.fromtimestamp(e["at"]).strftime("%H:%M:%S"), e["kind"], e["detail"][:200])
     out.print(events)
+
+
+@app.command()
+def debt(
+    team: Annotated[Optional[str], typer.Option(help="Only this team's jobs.")] = None,
+    since: Annotated[str, typer.Option(help="How far back to look: 30m, 12h, 7d, 2w, 1d12h.")] = "7d",
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of allocated vs utilized GPUs over time.")] = None,
+    address: AddressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Computational debt: GPU-hours allocated against GPU-hours used, and its $, per team and job (worst
+    first), with energy, carbon, and the jobs flagged as inefficient with what they should ask for instead.
+    Without GPU telemetry (public clouds, nodes without NVML) a job's figures are allocation-only."""
+    from placement.spec import duration_hours
+    from placement.yamlio import Invalid
+
+    try:
+        since_s = duration_hours(since) * 3600
+    except Invalid as exc:
+        _fail(f"--since: {exc.message}: given {exc.given}; valid: {exc.valid}")
+    if not since_s > 0:
+        _fail(f"--since: the window must be longer than 0, given {since!r}")
+    answer = _ask(_service(address).debt, team, since_s, plot is not None)
+    if plot is not None:
+        _plot_debt(answer, plot, team, since)
+    if as_json:
+        answer.pop("series", None)
+        sys.stdout.write(json.dumps(answer, indent=2) + "\n")
+        return
+    _print_debt(answer, since, plot)
+
+
+def _plot_debt(answer: dict, path: Path, team: str | None, since: str) -> None:
+    """Drawn here, not by the service: the file belongs on the machine that asked for it."""
+    from placement.debt import UsageSeries
+    from placement.debt_plot import plot_allocation_vs_utilization
+
+    series = answer["series"]
+    plot_allocation_vs_utilization(UsageSeries(tuple(series["t"]), tuple(series["allocated_gpus"]),
+                                               tuple(series["utilized_gpus"])), path,
+                                   f"GPU allocation vs utilization, {team or 'all teams'}, last {since}")
+    answer["plot"] = str(path)
+
+
+def _print_debt(answer: dict, since: str, plot: Path | None) -> None:
+    from rich.markup import escape
+
+    telemetry = answer["telemetry"]
+    if not telemetry["available"]:
+        reasons = sorted({a["reason"] for a in telemetry["agents"] if a["reason"]})
+        out.print("[yellow]No GPU telemetry[/yellow]" + (f" ({'; '.join(reasons)})" if reasons else
+                                                          " (no telemetry agent has reported)")
+                  + ": figures are allocation-only, debt is not measured.")
+    total = answer["total"]
+    out.print(f"Last {since}: {total['allocated_gpu_hours']:,.1f} GPU-hours allocated, "
+              f"{total['utilized_gpu_hours']:,.1f} utilized, debt {total['debt_gpu_hours']:,.1f} GPU-hours "
+              f"(${total['debt_usd']:,.2f}); {total['energy_kwh']:,.1f} kWh, {total['carbon_kg']:,.1f} kg CO2e.")
+    numbers = ("alloc GPU-h", "used GPU-h", "debt GPU-h", "debt $", "cost $", "mean util", "kWh", "kg CO2e")
+
+    def figures(row: dict) -> list[str]:
+        mean = row["mean_utilization"]
+        return [f"{row['allocated_gpu_hours']:,.2f}", f"{row['utilized_gpu_hours']:,.2f}",
+                f"{row['debt_gpu_hours']:,.2f}", f"[red]{row['debt_usd']:,.2f}[/red]" if row["debt_usd"] > 0
+                else f"{row['debt_usd']:,.2f}", f"{row['cost_usd']:,.2f}", f"{mean:.0%}" if mean is not None else "-",
+                f"{row['energy_kwh']:,.2f}", f"{row['carbon_kg']:,.2f}"]
+
+    teams = Table(title="Debt per team, worst first")
+    teams.add_column("team")
+    for column in numbers:
+        teams.add_column(column, justify="right")
+    for row in answer["teams"]:
+        teams.add_row(row["team"], *figures(row))
+    out.print(teams)
+    jobs = Table(title="Debt per job, worst first")
+    for column in ("job", "team", "GPUs", *numbers, "flags"):
+        jobs.add_column(column, justify="right" if column in (*numbers, "GPUs") else "left", overflow="fold")
+    for row in answer["jobs"]:
+        gpus = f"{row['gpu_type'] or 'CPU'}:{row['gpus']:g}" + ("" if row["telemetry"] else " [dim](no telemetry)[/dim]")
+        flags = "\n".join(f"[yellow]{f['kind']}[/yellow]: {escape(f['reason'])} -> {escape(f['recommendation'])}"
+                          for f in row["flags"])
+        jobs.add_row(row["job"], row["team"], gpus, *figures(row), flags or "-")
+    out.print(jobs)
+    if plot is not None:
+        out.print(f"plot: {answer['plot']}")
 
 
 @app.command()

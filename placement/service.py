@@ -22,9 +22,13 @@ from typing import Any
 
 from clouds.base import Provider
 from clouds.catalog import default_catalog_dirs, load_catalogs
+from clouds.energy import grid_intensity, power_curves, pue
+from clouds.gpus import canonical_gpu
 from clouds.inventory import load_inventory
+from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
+from placement.debt import Allocation, DebtReport, DebtSettings, Flag, JobUsage, Usage, account, usage_series
 from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve.downscale import DownscaleAction
@@ -54,6 +58,7 @@ class ServiceConfig:
     inventory: str | None = None  # default: configs/inventory.yaml (private pools; facts about on-prem nodes)
     catalogs: tuple[str, ...] | None = None  # default: SkyPilot's own catalogs where present, then the shipped ones
     round_interval_s: float | None = 10.0  # None: rounds only when asked (tests, replays)
+    telemetry_interval_s: float | None = 5.0  # NVML samples on each GPU node; None: no telemetry agents
     dashboard_url: str | None = None  # Ray's dashboard, for the job submission API
     clouds: bool = False  # launch public and private placements through SkyPilot (else they are only planned)
     sky_api_server: str | None = None  # SkyPilot API server endpoint; None: SkyPilot's default (a local server)
@@ -211,15 +216,16 @@ class Engine:
                 [o for o in self.static_offers if o.tier is tier]
         blocks = [block for block, _, _ in self.store.active_blocks(now)]
         blocked = frozenset(o.id for o in offers if any(b.covers(o) for b in blocks))
-        placeable = [r for r in pending if r.reason_code != GAVE_UP]
+        # Work stopped by this round's downscale waits a round: placing it again at once would spend the headroom
+        # the hysteresis left (and restart it from its checkpoint for nothing).
+        stopped_now = {a.job_id for a in downscaled}
+        placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
         snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
-        stopped_now = {a.job_id for a in downscaled}  # keep the downscale's own reason until the next round
-        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued
-                                        if job_id not in stopped_now}, now)
+        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
         self.last_result, self.last_snapshot = result, snapshot
         return self._report(now, time.perf_counter() - start, result.plan, check.limits, downscaled)
 
@@ -272,6 +278,9 @@ class Engine:
                                   "events": [{"at": at, "kind": kind, "detail": detail}
                                              for at, kind, detail in self.store.events(job_id)],
                                   "alternatives": []}
+        efficiency = self.efficiency(record)
+        if efficiency is not None:
+            answer["efficiency"] = efficiency
         result = self.last_result
         if result is not None and job_id in result.job_options and self.last_snapshot is not None:
             job = next(j for j in self.last_snapshot.jobs if j.id == job_id)
@@ -291,6 +300,99 @@ class Engine:
             raise ValueError(f"{job_id} has no on-prem run to show logs of (state {record.state.value}, "
                              f"tier {record.tier or '-'})")
         return self.providers[Tier.ONPREM].logs(record.handle)
+
+    # --- computational debt -------------------------------------------------------------------------------
+
+    def debt(self, team: str | None = None, since_s: float = 7 * 86400, series: bool = False,
+             plot_path: str | None = None) -> dict[str, Any]:
+        """Allocated against utilized GPU-hours over the last `since_s` seconds, per team and job, worst first.
+
+        Jobs are the launches the store recorded (the latest attempt of each); their GPUs' telemetry
+        comes from the store. Where there is none (public and private launches, nodes without NVML)
+        a job's figures are allocation-only: no debt is claimed, and energy is the GPU's power curve at
+        `DebtSettings.assumed_utilization`. `series` adds allocated and utilized GPUs over time (what
+        `plot_path`, a PNG, draws).
+        """
+        if not since_s > 0:
+            raise ValueError(f"since must be a positive duration, got {since_s} s")
+        until = self.clock()
+        since = until - since_s
+        report, allocations, samples = self._debt_report(self.store.jobs(team=team), since, until)
+        jobs: dict[str, list[JobUsage]] = defaultdict(list)
+        for job in report.jobs:
+            jobs[job.allocation.job_id].append(job)
+        flags: dict[str, list[Flag]] = defaultdict(list)
+        for flag in report.flags:
+            flags[flag.job_id].append(flag)
+        job_rows = [_job_debt_row(job_id, parts, flags.get(job_id, [])) for job_id, parts in jobs.items()]
+        job_rows.sort(key=lambda r: (-r["debt_usd"], -r["debt_gpu_hours"], r["job"]))
+        team_rows = sorted(({"team": name, **_usage_row(usage)} for name, usage in report.teams.items()),
+                           key=lambda r: (-r["debt_usd"], -r["debt_gpu_hours"], r["team"]))
+        agents = [{"node": status.node, "available": status.available, "reason": status.reason,
+                   "samples": status.samples, "dropped": status.dropped,
+                   "cpu_ms_per_sample": round(status.cpu_s_per_sample * 1000, 3)
+                   if status.cpu_s_per_sample is not None else None, "reported_at": at}
+                  for status, at in self.store.agent_statuses()]
+        answer: dict[str, Any] = {
+            "since": since, "until": until, "team": team,
+            "telemetry": {"available": any(a["available"] for a in agents), "gpu_samples": len(samples[0]),
+                          "agents": agents},
+            "total": _usage_row(report.total), "teams": team_rows, "jobs": job_rows,
+            "unattributed_gpu_hours": {node: round(hours, 4) for node, hours in report.unattributed_gpu_hours.items()}}
+        if series or plot_path:
+            points = usage_series(allocations, *samples, since, until, step_s=max(60.0, since_s / 240))
+            answer["series"] = {"t": list(points.t), "allocated_gpus": [round(v, 4) for v in points.allocated_gpus],
+                                "utilized_gpus": [round(v, 4) for v in points.utilized_gpus]}
+            if plot_path:
+                from placement.debt_plot import plot_allocation_vs_utilization  # matplotlib: only when drawing
+
+                answer["plot"] = str(plot_allocation_vs_utilization(points, plot_path, _plot_title(team, since_s)))
+        return answer
+
+    def _debt_report(self, records: list[JobRecord], since: float, until: float
+                     ) -> tuple[DebtReport, list[Allocation], tuple[list[GpuSample], list[ProcessSample]]]:
+        allocations = [a for r in records for a in self._allocations(r)]
+        handles = {r.handle: r for r in records if r.handle}
+        per_node = {a.handle for a in allocations if a.handle not in handles}  # `<handle>@<node>` of multi-node jobs
+        nodes = {a.node for a in allocations}
+        gpu_samples = self.store.gpu_samples(since - _DEBT_SETTINGS.max_sample_gap_s, until, nodes) if nodes else []
+        process_samples = [
+            dataclasses.replace(p, handle=f"{p.handle}@{p.node}") if f"{p.handle}@{p.node}" in per_node else p
+            for p in (self.store.process_samples(since, until, handles) if handles else [])]
+        report = account(allocations, gpu_samples, process_samples, since, until, _DEBT_SETTINGS, power_curves())
+        return report, allocations, (gpu_samples, process_samples)
+
+    def _allocations(self, record: JobRecord) -> list[Allocation]:
+        """The GPUs a job's latest launch held, one allocation per on-prem node (none if it never ran)."""
+        if not record.tier or record.started_at is None or not record.handle or record.state is JobState.PLANNED:
+            return []
+        launch = next((d.payload for d in reversed(self.store.decisions(record.id))
+                       if d.action == "launch" and d.handle == record.handle), {})
+        provider = launch.get("provider") or record.tier
+        offer = next((o for o in self.static_offers if o.id == record.offer_id), None)
+        grid = offer.gco2_per_kwh if offer is not None and offer.gco2_per_kwh is not None else \
+            grid_intensity(provider, launch.get("region")).gco2_per_kwh
+        gpu_type = canonical_gpu(launch["gpu"]) if launch.get("gpu") else None
+        end = (record.finished_at or record.updated_at) if record.state.terminal else None
+        if record.tier == Tier.ONPREM.value and record.nodes:
+            nodes = list(record.nodes)
+            handles = [record.handle] if len(nodes) == 1 else [f"{record.handle}@{n}" for n in nodes]
+            gpus = record.gpus or 0.0
+        else:  # dedicated instances: telemetry (if any) names the cluster by its launch handle
+            nodes, handles = [record.handle], [record.handle]
+            gpus = (record.gpus or 0.0) * int(launch.get("num_nodes") or 1)
+        rate = (record.rate_per_hour or 0.0) / len(nodes)
+        return [Allocation(handle, record.id, record.team, node, gpu_type, gpus, record.started_at,
+                           max(end, record.started_at) if end is not None else None, rate, pue(provider), grid)
+                for handle, node in zip(handles, nodes)]
+
+    def efficiency(self, record: JobRecord, since_s: float = 7 * 86400) -> dict[str, Any] | None:
+        """A job's usage and flags over the last `since_s` seconds (None if it held no GPUs then)."""
+        until = self.clock()
+        report, _, _ = self._debt_report([record], until - since_s, until)
+        if not report.jobs:
+            return None
+        return _job_debt_row(record.id, list(report.jobs), list(report.flags))
 
 
 _REPLICA = re.compile(r"-replica-(\d+)-\d+$")  # `<service>-replica-<k>-<store number>`
@@ -334,3 +436,36 @@ def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:
             "run_s": round(end - record.started_at, 1) if record.started_at else None,
             "attempt": record.attempt, "handle": record.handle, "nodes": list(record.nodes),
             "reason_code": record.reason_code, "reason": record.reason, "service": record.service}
+
+
+_DEBT_SETTINGS = DebtSettings()
+
+
+def _usage_row(usage: Usage) -> dict[str, Any]:
+    mean = usage.mean_utilization
+    return {"allocated_gpu_hours": round(usage.allocated_gpu_hours, 4),
+            "observed_gpu_hours": round(usage.observed_gpu_hours, 4),
+            "utilized_gpu_hours": round(usage.utilized_gpu_hours, 4),
+            "debt_gpu_hours": round(usage.debt_gpu_hours, 4), "cost_usd": round(usage.cost_usd, 4),
+            "debt_usd": round(usage.debt_usd, 4), "mean_utilization": round(mean, 4) if mean is not None else None,
+            "energy_kwh": round(usage.energy_kwh, 4), "energy_measured_kwh": round(usage.energy_measured_kwh, 4),
+            "carbon_kg": round(usage.carbon_kg, 4),
+            "peak_mem_gb": round(usage.peak_mem_bytes / 1e9, 3) if usage.peak_mem_bytes is not None else None}
+
+
+def _job_debt_row(job_id: str, parts: list[JobUsage], flags: list[Flag]) -> dict[str, Any]:
+    """One job's figures, summed over its per-node allocations, with its flags."""
+    first = parts[0].allocation
+    usage = sum((p.usage for p in parts), Usage())
+    return {"job": job_id, "team": first.team, "handle": first.handle.split("@")[0],
+            "nodes": [p.allocation.node for p in parts], "gpu_type": first.gpu_type,
+            "gpus": sum(p.allocation.gpus for p in parts), "telemetry": usage.observed_gpu_hours > 0,
+            **_usage_row(usage),
+            "flags": [{"kind": f.kind.value, "reason": f.reason, "recommendation": f.recommendation.text,
+                       "gpu_type": f.recommendation.gpu_type, "gpus": f.recommendation.gpus} for f in flags]}
+
+
+def _plot_title(team: str | None, since_s: float) -> str:
+    days = since_s / 86400
+    span = f"{days:g} days" if days >= 1 else f"{since_s / 3600:g} hours"
+    return f"GPU allocation vs utilization, {team or 'all teams'}, last {span}"

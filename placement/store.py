@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clouds.base import Block
+from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
 from placement.model import Tier
 
 
@@ -454,6 +455,105 @@ class Store:
         with self._lock:
             return float(self._db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE job_id = ?",
                                           (job_id,)).fetchone()[0])
+
+    # --- GPU telemetry: samples per GPU and per process, and each node's agent -------------------------------
+    # Its tables are created on first use, so this section stands apart from the schema above.
+
+    _telemetry_ready = False
+
+    def _telemetry_db(self) -> sqlite3.Connection:
+        """The connection, with the telemetry tables in place (call under the lock)."""
+        if not self._telemetry_ready:
+            self._db.executescript(_TELEMETRY_SCHEMA)
+            self._telemetry_ready = True
+        return self._db
+
+    def add_telemetry(self, batch: Batch) -> None:
+        """One agent's drained batch, in one transaction (one fsync however many samples)."""
+        with self._lock:
+            self._telemetry_db()
+        with self._tx() as db:
+            db.executemany("INSERT INTO gpu_samples (node, gpu_index, t, util_gpu_pct, util_mem_pct, mem_used_bytes, "
+                           "mem_total_bytes, power_w) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(g.node, g.gpu_index, g.t, g.util_gpu_pct, g.util_mem_pct, g.mem_used_bytes,
+                             g.mem_total_bytes, g.power_w) for g in batch.gpus])
+            db.executemany("INSERT INTO process_samples (node, gpu_index, t, pid, handle, mem_used_bytes) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           [(p.node, p.gpu_index, p.t, p.pid, p.handle, p.mem_used_bytes) for p in batch.processes])
+
+    def gpu_samples(self, since: float, until: float, nodes: Iterable[str] | None = None) -> list[GpuSample]:
+        """GPU samples taken in [since, until], ordered by node, GPU and time; optionally of some nodes only."""
+        query, args = "SELECT * FROM gpu_samples WHERE t >= ? AND t <= ?", [since, until]
+        if nodes is not None:
+            nodes = list(nodes)
+            query += f" AND node IN ({','.join('?' * len(nodes))})"
+            args += nodes
+        with self._lock:
+            rows = self._telemetry_db().execute(query + " ORDER BY node, gpu_index, t", args).fetchall()
+        return [GpuSample(r["node"], r["gpu_index"], r["t"], r["util_gpu_pct"], r["util_mem_pct"],
+                          r["mem_used_bytes"], r["mem_total_bytes"], r["power_w"]) for r in rows]
+
+    def process_samples(self, since: float, until: float, handles: Iterable[str] | None = None
+                        ) -> list[ProcessSample]:
+        """GPU process samples taken in [since, until], by time; optionally of some launch handles only."""
+        query, args = "SELECT * FROM process_samples WHERE t >= ? AND t <= ?", [since, until]
+        if handles is not None:
+            handles = list(handles)
+            query += f" AND handle IN ({','.join('?' * len(handles))})"
+            args += handles
+        with self._lock:
+            rows = self._telemetry_db().execute(query + " ORDER BY t", args).fetchall()
+        return [ProcessSample(r["node"], r["gpu_index"], r["t"], r["pid"], r["handle"], r["mem_used_bytes"])
+                for r in rows]
+
+    def set_agent_status(self, status: AgentStatus, now: float) -> None:
+        """The latest word of a node's telemetry agent: whether it has NVML, why not, its own cost."""
+        with self._lock:
+            self._telemetry_db()
+        with self._tx() as db:
+            db.execute("INSERT INTO telemetry_agents (node, available, reason, interval_s, samples, dropped, "
+                       "cpu_s_per_sample, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node) DO UPDATE "
+                       "SET available = excluded.available, reason = excluded.reason, interval_s = excluded.interval_s, "
+                       "samples = excluded.samples, dropped = excluded.dropped, "
+                       "cpu_s_per_sample = excluded.cpu_s_per_sample, updated_at = excluded.updated_at",
+                       (status.node, int(status.available), status.reason, status.interval_s, status.samples,
+                        status.dropped, status.cpu_s_per_sample, now))
+
+    def agent_statuses(self) -> list[tuple[AgentStatus, float]]:
+        """Every node's latest agent status and when it was reported, by node."""
+        with self._lock:
+            rows = self._telemetry_db().execute("SELECT * FROM telemetry_agents ORDER BY node").fetchall()
+        return [(AgentStatus(r["node"], bool(r["available"]), r["reason"], r["interval_s"], r["samples"],
+                             r["dropped"], r["cpu_s_per_sample"]), r["updated_at"]) for r in rows]
+
+    def prune_telemetry(self, before: float) -> int:
+        """Drop samples taken before `before`; returns how many GPU and process samples went."""
+        with self._lock:
+            self._telemetry_db()
+        with self._tx() as db:
+            return (db.execute("DELETE FROM gpu_samples WHERE t < ?", (before,)).rowcount
+                    + db.execute("DELETE FROM process_samples WHERE t < ?", (before,)).rowcount)
+
+
+_TELEMETRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gpu_samples (      -- clouds.telemetry.GpuSample
+    node TEXT NOT NULL, gpu_index INTEGER NOT NULL, t REAL NOT NULL,
+    util_gpu_pct REAL NOT NULL, util_mem_pct REAL NOT NULL,
+    mem_used_bytes INTEGER NOT NULL, mem_total_bytes INTEGER NOT NULL,
+    power_w REAL                                 -- NULL where the board does not report power
+);
+CREATE INDEX IF NOT EXISTS gpu_samples_t ON gpu_samples(t);
+CREATE TABLE IF NOT EXISTS process_samples (  -- clouds.telemetry.ProcessSample
+    node TEXT NOT NULL, gpu_index INTEGER NOT NULL, t REAL NOT NULL, pid INTEGER NOT NULL,
+    handle TEXT,                                 -- the launch it belongs to; NULL: unattributed
+    mem_used_bytes INTEGER
+);
+CREATE INDEX IF NOT EXISTS process_samples_t ON process_samples(t);
+CREATE TABLE IF NOT EXISTS telemetry_agents (
+    node TEXT PRIMARY KEY, available INTEGER NOT NULL, reason TEXT, interval_s REAL NOT NULL,
+    samples INTEGER NOT NULL, dropped INTEGER NOT NULL, cpu_s_per_sample REAL, updated_at REAL NOT NULL
+);
+"""
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
