@@ -119,7 +119,7 @@ class Reconciler:
             self._said.add(str(block))
             log.error("%s: %s (offers under %s are avoided for %.0f s)", provider.name, error, block or "-",
                       self.failover.cooldown_s)
-        failures = self.store.launch_failures().get(record.id, 0) + 1
+        failures = self.store.launch_failures(record.id) + 1
         if not error.retryable:
             fields = dict(state=JobState.FAILED, finished_at=now, reason_code="LaunchFailed", reason=str(error))
         elif failures >= self.failover.max_attempts:

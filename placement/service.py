@@ -147,10 +147,11 @@ class Engine:
         decide whether they run; extra replicas are cancelled, pending ones first, then the newest."""
         now = self.clock()
         for service in self.store.services():
-            replicas = [r for r in self.store.jobs(service=service.id) if not r.state.terminal]
+            every = self.store.jobs(service=service.id)
+            replicas = [r for r in every if not r.state.terminal]
             want = desired_replicas(service)
             if want > len(replicas):
-                start = 1 + max((_replica_number(r.id) for r in self.store.jobs(service=service.id)), default=0)
+                start = 1 + max((_replica_number(r.id) for r in every), default=0)
                 self.store.add_jobs([NewJob(id=f"{service.name}-replica-{k}", name=service.name, team=service.team,
                                             priority=service.priority, spec=service.spec, source=service.source,
                                             service=service.id) for k in range(start, start + want - len(replicas))],

@@ -429,11 +429,11 @@ class Store:
         return [(Block(Tier(r["tier"]), r["cloud"], r["region"], r["instance_type"]), r["until"], r["reason"])
                 for r in rows]
 
-    def launch_failures(self) -> dict[str, int]:
-        """Failed launches per job, over its whole life."""
+    def launch_failures(self, job_id: str) -> int:
+        """Failed launches of a job, over its whole life."""
         with self._lock:
-            return {r[0]: r[1] for r in self._db.execute(
-                "SELECT job_id, COUNT(*) FROM events WHERE kind = 'launch-failed' GROUP BY job_id")}
+            return self._db.execute("SELECT COUNT(*) FROM events WHERE job_id = ? AND kind = 'launch-failed'",
+                                    (job_id,)).fetchone()[0]
 
     def spend_rows(self, since: float) -> list[tuple[str, str, str, float, float, float]]:
         """(job, team, tier, start, end, usd) of every spend interval ending after `since`."""
