@@ -430,6 +430,20 @@ def test_fractions_and_whole_gpus_share_a_node(policy):
     assert placed_ids(plan) == {"w", "h1", "h2"}
 
 
+def test_memory_beside_a_gpu_filling_job_is_not_counted_for_other_gpu_jobs(policy):
+    # Two 8-GPU, 384 GB nodes. An 8-GPU job holds one node's GPUs, so a 1-GPU job needing 300 GB can only go
+    # on the other node, and only one of them fits there: summed memory (10 + 2 x 300 <= 768) would promise two.
+    nodes = [onprem(f"n{i}", memory_gb=384) for i in range(2)]
+    jobs = [job("big", gpus=8, memory_gb=10, tiers={ONPREM}),
+            *[job(f"fat{i}", gpus=1, memory_gb=300, tiers={ONPREM}) for i in range(3)]]
+    plan = run(snapshot(jobs, nodes), policy).plan
+    assert "big" in placed_ids(plan) and len(placed_ids(plan)) == 2
+    # The model knew: what it counted on is what the packer realised, so its bound meets the plan.
+    assert plan.stats.method == "milp"
+    assert plan.stats.objective == pytest.approx(plan.stats.lower_bound, rel=1e-6)
+    assert lp_lower_bound(snapshot(jobs, nodes), policy) <= plan.stats.objective + 1e-6
+
+
 def test_fractions_of_different_sizes_share_a_gpu():
     # One $2/h GPU: half pays $1/h, quarter $0.5/h. Both fit (0.75 of the GPU), as Ray would place them:
     # 1 + 10*0.5/60 + 0.5 + 10*0.25/60 = 1.625; leaving the quarter queued costs 10*0.25 + 0.5417 more.

@@ -55,6 +55,14 @@ class SignatureOption:
     rate: float  # $/h of the whole job
     objective_per_hour: float  # the hour-proportional part of the objective
     gpus: float  # GPUs the whole job holds there
+    startup_by_priority: dict[str, float] = field(default_factory=dict)  # filled on first use
+
+    def startup(self, job: Job, policy: Policy) -> float:
+        """The start-up delay cost: the same for every job of the signature with the same priority."""
+        cost = self.startup_by_priority.get(job.priority)
+        if cost is None:
+            cost = self.startup_by_priority[job.priority] = startup_cost(job, self.demand, self.group.tier, policy)
+        return cost
 
 
 @dataclass(slots=True)
@@ -191,7 +199,7 @@ def index_groups(groups: list[Group]) -> tuple[dict[str | None, list[Group]], li
 def job_objective(job: Job, option: SignatureOption, policy: Policy, hours: float | None = None) -> float:
     """The objective of one job on an option, for its own (or the given) expected hours."""
     hours = job.expected_hours if hours is None else hours
-    return option.objective_per_hour * hours + startup_cost(job, option.demand, option.group.tier, policy)
+    return option.objective_per_hour * hours + option.startup(job, policy)
 
 
 def eventual_objective(job: Job, hours: float, options: list[SignatureOption], policy: Policy) -> float:

@@ -30,6 +30,9 @@ from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
 
+POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build time (benchmarks/placement_scale.py)
+MIN_LP_SECONDS = 0.5  # the relaxation always gets this long, even past the deadline: without it, only the greedy
+
 
 class Chosen(NamedTuple):
     """Where the round put a job: the option, the concrete offers (nodes) and the job's objective there."""
@@ -73,7 +76,10 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         formulation = formulate(classes, ledger)
         num_vars = formulation.program.num_vars
         build_seconds = perf_counter() - start
-        values, status, bound = _solve_counts(formulation, policy, start)
+        # The time limit covers the whole round: keep back for realising and filling about what building
+        # took (they walk the same jobs and options), so the solver gets the rest.
+        deadline = start + policy.solver.time_limit_s - POST_SOLVE_SHARE * build_seconds
+        values, status, bound = _solve_counts(formulation, policy, deadline)
         solve_seconds = perf_counter() - start - build_seconds
         if values is not None:
             used = "milp"
@@ -109,7 +115,7 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
     return RoundResult(plan, job_options, ledger)
 
 
-def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float] | None, str, float | None]:
+def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[float] | None, str, float | None]:
     """Class counts: the integer program's, or the LP relaxation's (realised by rounding) when that is as good.
 
     The LP is solved first: when it is integral, or rounding it down loses less
@@ -120,7 +126,8 @@ def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float
     """
     settings = policy.solver
     program = formulation.program
-    relaxed = milp.solve(program, integer=False, backend=settings.backend, time_limit_s=settings.time_limit_s)
+    relaxed = milp.solve(program, integer=False, backend=settings.backend,
+                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SECONDS))
     if relaxed.values is None:
         return None, relaxed.status, None
     floored = [math.floor(v + 1e-6) for v in relaxed.values]
@@ -129,7 +136,7 @@ def _solve_counts(formulation, policy: Policy, start: float) -> tuple[list[float
     floored_objective = program.offset + sum(c * f for c, f in zip(program.cost, floored))
     if floored_objective - relaxed.objective <= settings.mip_rel_gap * abs(relaxed.objective):
         return relaxed.values, "LP rounded (within the gap)", relaxed.objective
-    remaining = settings.time_limit_s - (perf_counter() - start)
+    remaining = deadline - perf_counter()
     if remaining <= 0.05:
         return relaxed.values, "LP rounded (no time left for the integer program)", relaxed.objective
     exact = milp.solve(program, integer=True, backend=settings.backend, time_limit_s=remaining,
@@ -168,8 +175,8 @@ def _realise(variables: list[tuple[JobClass, SignatureOption]], values: list[flo
     # spill. (Largest-first orders were measured worse: they stack GPU-heavy work on the same nodes.)
     assignments.sort(key=lambda a: (a[3].group.node_count is None, -a[0], a[2].id))
     for _, objective, job, option in assignments:
-        blocker, offers = ledger.try_place(job, option)
-        if blocker is None:
+        offers = ledger.try_place(job, option)
+        if offers is not None:
             placed[job.id] = Chosen(objective, option, offers)
     # Rounding up what the LP left fractional, surest first: one more job of the class on that option.
     remainders.sort(key=lambda r: (-r[0], r[1].index, r[2].group.index))
@@ -178,8 +185,8 @@ def _realise(variables: list[tuple[JobClass, SignatureOption]], values: list[flo
         if job is None:
             continue
         objective = next(c for c, _, o in ranked[job.id] if o is option)
-        blocker, offers = ledger.try_place(job, option)
-        if blocker is None:
+        offers = ledger.try_place(job, option)
+        if offers is not None:
             placed[job.id] = Chosen(objective, option, offers)
 
 
@@ -202,8 +209,8 @@ def _fill(jobs: tuple[Job, ...], ranked: dict[str, list[tuple[float, int, Signat
         for objective, _, option in ranked[job.id]:
             if objective >= queue:
                 break
-            blocker, offers = ledger.try_place(job, option)
-            if blocker is None:
+            offers = ledger.try_place(job, option)
+            if offers is not None:
                 placed[job.id] = Chosen(objective, option, offers)
                 break
 

@@ -79,6 +79,8 @@ def formulate(classes: list[JobClass], ledger: CapacityLedger, *, packable: bool
                    if _demand(option, dim, False) > per_node / 2]
             if big:
                 lp.add_row([v for v, _ in big], [c for _, c in big], float(len(nodes)))
+            if dim != "gpu":
+                _add_stranding_row(lp, entries, dim, per_node, offer.gpu_count, len(nodes))
         # A GPU holding more than half of itself for one job has no room for another such job or a whole
         # request: count those as whole GPUs in a second GPU row.
         slots = [(var, nodes_per_job * _gpu_slots(option)) for var, option, nodes_per_job in entries]
@@ -106,3 +108,24 @@ def _demand(option: SignatureOption, dim: str, packable: bool) -> float:
         count = demand.accelerator_count
         return 1.0 / share_class(count) if packable and 0 < count < 1 else count
     return demand.cpus if dim == "cpu" else demand.memory_gb
+
+
+def _add_stranding_row(lp: LinearProgram, entries: list[tuple[int, SignatureOption, int]], dim: str,
+                       per_node: float, gpus_per_node: float, nodes: int) -> None:
+    """A job holding every GPU of its nodes leaves their CPUs and memory to GPU-less work only.
+
+    So the other GPU jobs fit in `dim` only on the nodes no such job holds:
+    their `dim` + per_node x (nodes held by GPU-filling jobs) <= per_node x
+    nodes. Valid for every integer plan, so the lower bound keeps it too.
+    Without it the model counts the memory beside 8-GPU jobs as room for
+    memory-heavy fractional work, and the packer cannot realise that.
+    """
+    if gpus_per_node <= 0:
+        return
+    filling = [(var, per_node * n) for var, option, n in entries
+               if option.demand.accelerator_count >= gpus_per_node - 1e-9]
+    others = [(var, n * _demand(option, dim, False)) for var, option, n in entries
+              if 0 < option.demand.accelerator_count < gpus_per_node - 1e-9 and _demand(option, dim, False) > 0]
+    if filling and others:
+        row = filling + others
+        lp.add_row([v for v, _ in row], [c for _, c in row], per_node * nodes)

@@ -42,12 +42,14 @@ class NodeState:
     memory_gb: float
     whole: int = 0  # GPUs entirely free
     most_free: float = 0.0  # the largest free share of any one GPU
+    free_gpus: float = 0.0  # the free shares of all GPUs together
 
     @classmethod
     def of(cls, offer: Offer) -> NodeState:
         whole = int(offer.gpu_count)
         gpus = [1.0] * whole + ([offer.gpu_count - whole] if offer.gpu_count > whole else [])
-        return cls(offer, gpus, [0] * len(gpus), offer.vcpus, offer.memory_gb, whole, max(gpus, default=0.0))
+        return cls(offer, gpus, [0] * len(gpus), offer.vcpus, offer.memory_gb, whole, max(gpus, default=0.0),
+                   sum(gpus))
 
     def _fraction_slot(self, count: float) -> int | None:
         """The GPU for a fractional request: one holding its share class, else a free one, else any with room."""
@@ -86,6 +88,7 @@ class NodeState:
         self.memory_gb -= demand.memory_gb
         self.whole = sum(1 for free in self.gpus if free >= 1 - _EPS)
         self.most_free = max(self.gpus, default=0.0)
+        self.free_gpus = sum(self.gpus)
 
     @property
     def exhausted(self) -> bool:
@@ -100,7 +103,7 @@ class CapacityLedger:
         self.gpu_nodes: dict[int, list[NodeState]] = {
             index: [n for n in nodes if n.most_free > 0] for index, nodes in self.open_nodes.items()}
         # (group, demand, nodes) that found no room: capacity only shrinks within a round, so it never will.
-        self._no_room: set[tuple[int, Demand, int]] = set()
+        self._no_room: set[int] = set()  # id() of options, each one (group, demand, nodes) of a signature
         self.pool_left: dict[str, float] = dict(snapshot.pool_quotas)
         self.quota_left: dict[tuple[str, Tier], float] = {}
         for team, quota in policy.quotas.items():
@@ -173,7 +176,7 @@ class CapacityLedger:
         CANDIDATE_NODES fitting nodes bounds the cost; the results barely change
         with more (measured with benchmarks/placement_scale.py).
         """
-        key = (option.group.index, option.demand, job.num_nodes)
+        key = id(option)
         if key in self._no_room:
             return None
         demand = option.demand
@@ -187,30 +190,37 @@ class CapacityLedger:
         if len(fitting) < job.num_nodes:
             self._no_room.add(key)
             return None
+        if len(fitting) == 1:
+            return fitting
         offer = option.group.offer
-        need = (demand.accelerator_count / offer.gpu_count if offer.gpu_count else 0.0,
-                demand.cpus / offer.vcpus if offer.vcpus else 0.0,
-                demand.memory_gb / offer.memory_gb if offer.memory_gb else 0.0)
+        per_gpu = 1.0 / offer.gpu_count if offer.gpu_count else 0.0
+        per_cpu = 1.0 / offer.vcpus if offer.vcpus else 0.0
+        per_gb = 1.0 / offer.memory_gb if offer.memory_gb else 0.0
+        need_gpu, need_cpu, need_gb = (demand.accelerator_count * per_gpu, demand.cpus * per_cpu,
+                                       demand.memory_gb * per_gb)
 
         def residual(node: NodeState) -> float:
-            free = (sum(node.gpus) / offer.gpu_count if offer.gpu_count else 0.0,
-                    node.cpus / offer.vcpus if offer.vcpus else 0.0,
-                    node.memory_gb / offer.memory_gb if offer.memory_gb else 0.0)
-            return sum((f - n) ** 2 for n, f in zip(need, free))
+            return ((node.free_gpus * per_gpu - need_gpu) ** 2 + (node.cpus * per_cpu - need_cpu) ** 2
+                    + (node.memory_gb * per_gb - need_gb) ** 2)
 
+        if job.num_nodes == 1:
+            return [min(fitting, key=residual)]
         return sorted(fitting, key=residual)[:job.num_nodes]
 
-    def try_place(self, job: Job, option: SignatureOption) -> tuple[Reason | None, list[Offer]]:
-        """Place `job` on `option` if every limit allows; returns (blocker, concrete offers used)."""
-        reason = self._limit_blocker(job, option)
-        if reason is not None:
-            return reason, []
+    def try_place(self, job: Job, option: SignatureOption) -> list[Offer] | None:
+        """Place `job` on `option` if every limit allows; returns the concrete offers used, or None.
+
+        `blocker` says why not; this path stays cheap because packers call it
+        for every option they try.
+        """
+        if self._limit_blocker(job, option) is not None:
+            return None
         if option.group.node_count is None:
             used = [option.group.member_for(option.demand)]
         else:
             nodes = self._nodes_for(job, option)
             if nodes is None:
-                return self._no_room_reason(job, option), []
+                return None
             for node in nodes:
                 node.take(option.demand)
             index = option.group.index
@@ -221,4 +231,4 @@ class CapacityLedger:
             used = [n.offer for n in nodes]
         offer = option.group.offer
         self._charge(job.team, offer.tier, offer.pool, option.gpus, option.rate)
-        return None, used
+        return used
