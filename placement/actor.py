@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -20,6 +21,7 @@ from placement.service import Engine, RoundReport, ServiceConfig
 
 SERVICE_NAME = "placement-service"
 NAMESPACE = "placement"
+DEBT_WINDOW_S, DEBT_WINDOW = 3600.0, "1h"  # the dashboard's debt, energy and carbon are over the last hour
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,9 @@ class PlacementService:
             self._engine = Engine(config, {Tier.ONPREM: onprem}, on_error=self._metrics.record_reconciler_error)
         self._telemetry = TelemetryFeed(self._engine.store, config.telemetry_interval_s) \
             if config.telemetry_interval_s else None
+        # Debt figures are exported after a round at most this often: new samples arrive no faster.
+        self._debt_every_s = config.telemetry_interval_s or config.round_interval_s or 60.0
+        self._debt_exported_at = -float("inf")
         self._wake = threading.Event()
         if config.round_interval_s:
             threading.Thread(target=self._loop, args=(config.round_interval_s,), daemon=True,
@@ -66,6 +71,11 @@ class PlacementService:
                 self._telemetry.collect(report.at)
             except Exception:  # telemetry is an observer: it never stops placement
                 log.exception("collecting GPU telemetry failed")
+        if time.monotonic() - self._debt_exported_at >= self._debt_every_s:
+            try:
+                self._export_debt()
+            except Exception:
+                log.exception("exporting computational debt failed")
         return {"placed": len(report.plan.placements), "queued": len(report.plan.queued),
                 "seconds": report.seconds, "method": report.plan.stats.method}
 
@@ -77,6 +87,15 @@ class PlacementService:
             gpus_by_tier_team=report.gpus_by_tier_team, spend_rate_by_scope=report.spend_rate_by_scope,
             cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
             downscaled_by_action_team=dict(downscaled))
+
+    def _export_debt(self) -> None:
+        teams = self._engine.team_debt(DEBT_WINDOW_S)
+        self._debt_exported_at = time.monotonic()
+        self._metrics.record_debt(
+            window=DEBT_WINDOW, utilized_gpus_by_team={t: d.utilized_gpus for t, d in teams.items()},
+            debt_usd_by_team={t: d.debt_usd for t, d in teams.items()},
+            energy_kwh_by_team={t: d.energy_kwh for t, d in teams.items()},
+            carbon_kg_by_team={t: d.carbon_kg for t, d in teams.items()})
 
     def submit(self, documents: list[dict[str, Any]], batch: str) -> list[str]:
         ids = self._engine.submit(documents, batch)

@@ -319,25 +319,38 @@ def status(
     address: AddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Jobs with their state, tier, target, GPUs, $/h, spend so far, age and, if pending, why."""
+    """Jobs with their state, tier, target, GPUs, $/h, spend, energy and carbon so far, age and, if pending, why;
+    then what flagged similar jobs (same team and name) recommend to the jobs not finished."""
+    from rich.markup import escape
+
     rows = _ask(_service(address).status, job, team)
     if job and not rows:
         _fail(f"no job {job!r}")
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
+    numbers = ("GPUs", "$/h", "spent $", "kWh", "kg CO2e", "age")
     table = Table(title=f"{len(rows)} jobs")
-    for column in ("job", "team", "state", "tier", "target", "GPUs", "$/h", "spent $", "age", "reason"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("GPUs", "$/h", "spent $", "age")
-                         else "left")
+    for column in ("job", "team", "state", "tier", "target", *numbers, "reason"):
+        table.add_column(column, overflow="fold", justify="right" if column in numbers else "left")
+
+    def amount(value: float | None, digits: int = 2) -> str:
+        return f"{value:,.{digits}f}" if value is not None else "-"
+
     for r in rows:
         colour = {"pending": "yellow", "failed": "red", "succeeded": "green", "running": "cyan"}.get(r["state"], "")
         table.add_row(r["id"], r["team"], f"[{colour}]{r['state']}[/{colour}]" if colour else r["state"],
                       r["tier"] or "-", r["target"] or "-", f"{r['gpus']:g}" if r["gpus"] is not None else "-",
-                      f"{r['usd_per_hour']:.2f}" if r["usd_per_hour"] is not None else "-",
-                      f"{r['spent_usd']:.2f}", _age(r["age_s"]),
+                      amount(r["usd_per_hour"]), f"{r['spent_usd']:.2f}", amount(r["energy_kwh"], 3),
+                      amount(r["carbon_kg"], 3), _age(r["age_s"]),
                       f"{r['reason_code']}: {r['reason']}" if r["reason_code"] else "")
     out.print(table)
+    out.print(f"Total: ${sum(r['spent_usd'] for r in rows):,.2f} spent, "
+              f"{sum(r['energy_kwh'] or 0.0 for r in rows):,.3f} kWh, "
+              f"{sum(r['carbon_kg'] or 0.0 for r in rows):,.3f} kg CO2e.")
+    for r in rows:
+        for note in r["rightsizing"]:
+            out.print(f"{r['id']}: [magenta]{escape(note)}[/magenta]")
 
 
 @app.command()
@@ -385,7 +398,10 @@ def _age(seconds: float) -> str:
 
 @app.command("explain")
 def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
-    """Why a job is where it is, or why it waits: its history and the next best options."""
+    """Why a job is where it is, or why it waits: its history, the next best options, and what flagged similar
+    jobs recommend."""
+    from rich.markup import escape
+
     answer = _ask(_service(address).explain, job)
     row = answer["job"]
     where = f"on {row['tier']} {row['target']}" if row["tier"] else "not placed"
@@ -396,14 +412,16 @@ def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], addre
         out.print(f"Waiting costs ${answer['queue_cost']:,.2f} in the last round's objective.")
     if answer["alternatives"]:
         table = Table(title="Options in the last round")
-        for column in ("tier", "offer", "$ over the job", "objective", "vs chosen", "blocked by"):
+        for column in ("tier", "offer", "$ over the job", "objective", "vs chosen", "blocked by", "recommended by"):
             table.add_column(column, overflow="fold")
         for a in answer["alternatives"]:
             table.add_row(a["tier"], a["offer"], f"{a['usd']:,.2f}", f"{a['objective']:,.2f}", f"{a['vs_chosen']:+,.2f}",
-                          a["blocked_by"] or "-")
+                          a["blocked_by"] or "-", a["from_recommendation"] or "-")
         out.print(table)
     for flag in (answer.get("efficiency") or {}).get("flags", []):
         out.print(f"[magenta]{flag['kind']}[/magenta]: {flag['reason']} -> {flag['recommendation']}")
+    for item in answer["rightsizing"]:
+        out.print(f"[magenta]{escape(item['note'])}[/magenta]")
     events = Table(title="History")
     events.add_column("at")
     events.add_column("event")

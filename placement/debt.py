@@ -26,14 +26,25 @@ Per job:
   energy x the allocation's grid intensity.
 Per team and per node: the sums over their jobs. Utilization on a node that no job accounts
 for (unattributed processes, foreign work) is reported per node apart.
+
+Old samples are folded into per-minute rows (`fold_minutes`, run by the store): each row holds the
+seconds its GPU was covered by holds in that minute, from its first covered instant, with the mean
+utilization and power over them and the largest memory. Accounting reads a row as one hold of that
+length, so allocated and utilized GPU-hours come out as from the raw samples (a row is placed at its
+first covered instant, so only an allocation starting or ending inside a minute can shift, by less
+than that minute).
+
+`rightsize` turns the flags of a job's latest flagged run into alternative demands for the next
+submission of a job with the same team and name.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
@@ -41,6 +52,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, gpu_memory_gb, gpu_tdp_watts, suggest_gpu
+from placement.model import Demand, Job
 from placement.yamlio import Invalid
 
 if TYPE_CHECKING:
@@ -48,6 +60,10 @@ if TYPE_CHECKING:
 
 _GIB = 1024 ** 3
 _J_PER_KWH = 3.6e6
+_MINUTE = 60.0
+# vCPUs SkyPilot gives a task that asks for none on AWS, GCP and Azure (`_DEFAULT_NUM_VCPUS` of their catalogs):
+# what a CPU-only alternative asks for when the job's own demand named no CPUs.
+SKY_DEFAULT_CPUS = 8.0
 
 # cloud-carbon-footprint's GPU power curve, as a share of full-load watts: every row of
 # configs/energy/gpu_power_curve_aws_instances_ccf.csv has these ratios (K520 ... A100).
@@ -232,6 +248,20 @@ class UsageSeries:
     utilized_gpus: tuple[float, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GpuMinute:
+    """Raw samples of one GPU folded into one minute: `seconds` of holds from `t` (its first covered instant)."""
+
+    node: str
+    gpu_index: int
+    t: float
+    seconds: float
+    util_gpu_pct: float  # mean over the covered seconds, 0-100
+    power_w: float | None  # mean over the covered seconds with a power reading; None: none had one
+    mem_used_bytes: int  # the largest reading of the minute
+    mem_total_bytes: int
+
+
 # --- integration ---------------------------------------------------------------------------
 
 
@@ -305,16 +335,73 @@ def _covered_seconds(covered: list[tuple[float, float]], start: float, end: floa
     return total
 
 
-def _telemetry(gpu_samples: Iterable[GpuSample], max_gap_s: float) -> dict[str, _NodeTelemetry]:
+def _telemetry(gpu_samples: Iterable[GpuSample], max_gap_s: float,
+               gpu_minutes: Iterable[GpuMinute] = ()) -> dict[str, _NodeTelemetry]:
     by_node: dict[str, list[GpuSample]] = defaultdict(list)
     for sample in gpu_samples:
         by_node[sample.node].append(sample)
+    folded: dict[str, list[_Segment]] = defaultdict(list)
+    for minute in gpu_minutes:
+        folded[minute.node].append(_Segment(minute.gpu_index, minute.t, minute.t + minute.seconds,
+                                            minute.util_gpu_pct / 100.0, minute.power_w))
     result = {}
-    for node, samples in by_node.items():
-        samples.sort(key=lambda s: (s.gpu_index, s.t))
+    for node in by_node.keys() | folded.keys():
+        samples = sorted(by_node.get(node, ()), key=lambda s: (s.gpu_index, s.t))
         segments = _segments(samples, max_gap_s)
+        if node in folded:  # minute rows and raw samples never overlap (see `fold_minutes`)
+            segments = sorted(segments + folded[node], key=lambda s: (s.gpu_index, s.start))
         result[node] = _NodeTelemetry(segments, _coverage(segments))
     return result
+
+
+def fold_minutes(samples: Sequence[GpuSample], successors: Mapping[tuple[str, int], float], cutoff: float,
+                 max_gap_s: float) -> tuple[list[GpuMinute], dict[tuple[str, int], float]]:
+    """Per-minute rows of the holds of raw samples taken before `cutoff` (sorted by node, GPU and time).
+
+    `successors` gives, per (node, GPU), the time of its first sample at or after `cutoff` (none: the
+    GPU's last sample before it holds no time, as in `account`). A hold that reaches past `cutoff`
+    (only a GPU's last sample before it can) is not folded: that sample stays raw until the next fold,
+    which adds the rest of its minute to the same row. Returns the rows and, per GPU, the time before
+    which its raw samples are folded (and may be deleted).
+    """
+    buckets: dict[tuple[str, int, int], list[float]] = {}  # [first t, seconds, util x s, W x s, s with W, mem, total]
+    folded_before: dict[tuple[str, int], float] = {}
+
+    def bucket(sample: GpuSample, minute: int) -> list[float]:
+        key = (sample.node, sample.gpu_index, minute)
+        if key not in buckets:
+            buckets[key] = [math.inf, 0.0, 0.0, 0.0, 0.0, 0, sample.mem_total_bytes]
+        return buckets[key]
+
+    for i, sample in enumerate(samples):
+        gpu = (sample.node, sample.gpu_index)
+        following = samples[i + 1].t if i + 1 < len(samples) and (samples[i + 1].node,
+                                                                   samples[i + 1].gpu_index) == gpu \
+            else successors.get(gpu)
+        end = sample.t if following is None or following <= sample.t else min(following, sample.t + max_gap_s)
+        if end > cutoff:
+            folded_before[gpu] = sample.t
+            continue
+        folded_before.setdefault(gpu, cutoff)
+        row = bucket(sample, int(sample.t // _MINUTE))
+        row[5] = max(row[5], sample.mem_used_bytes)
+        start = sample.t
+        while start < end:
+            minute = int(start // _MINUTE)
+            stop = min(end, (minute + 1) * _MINUTE)
+            row = bucket(sample, minute)
+            row[0] = min(row[0], start)
+            row[1] += stop - start
+            row[2] += (stop - start) * sample.util_gpu_pct
+            if sample.power_w is not None:
+                row[3] += (stop - start) * sample.power_w
+                row[4] += stop - start
+            start = stop
+    rows = [GpuMinute(node, gpu, first, seconds, util_s / seconds, watt_s / powered_s if powered_s else None,
+                      int(mem), int(total))
+            for (node, gpu, _), (first, seconds, util_s, watt_s, powered_s, mem, total) in buckets.items()
+            if seconds > 0]
+    return rows, folded_before
 
 
 def _span(allocation: Allocation, since: float, until: float) -> tuple[float, float]:
@@ -486,6 +573,102 @@ def flags_for(job: JobUsage, settings: DebtSettings) -> tuple[Flag, ...]:
     return tuple(result)
 
 
+# --- recommendations for similar jobs -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarJobFlag:
+    """A flag of the latest flagged run of a job with the same team and name, as the store keeps it."""
+
+    job_id: str  # the flagged run
+    kind: FlagKind
+    reason: str
+    recommendation: Recommendation
+    ran_on: str | None  # the GPU type that run held
+    peak_mem_bytes: int | None  # the largest GPU memory it held on one GPU
+
+
+@dataclass(frozen=True, slots=True)
+class Rightsizing:
+    """What one similar job's flag does to a job: the alternative demand it adds (None: none), and why."""
+
+    flag: SimilarJobFlag
+    demand: Demand | None
+    note: str  # "similar job X was flagged (...): <recommendation>; <what was done>"
+
+
+def shape(demand: Demand) -> str:
+    """`L4:1`, `A100-80GB:0.25` or `CPU`, as specs and `placement validate` write a demand."""
+    return f"{demand.accelerator}:{demand.accelerator_count:g}" if demand.accelerator else "CPU"
+
+
+def rightsize(job: Job, flags: Sequence[SimilarJobFlag], settings: DebtSettings,
+              apply: bool) -> tuple[Job, tuple[Rightsizing, ...]]:
+    """The job with each flag's recommendation added as an alternative demand (when `apply`), and what was done.
+
+    Added as if the user had listed it with their own (`accelerators: {A100: 1, L4: 1}`): after the job's
+    demands, at the rank of its first choice, so the solver takes it when it is cheaper. The job's own
+    demands are never removed and its GPU memory floor never lowered. The flagged run's peak memory
+    times `memory_headroom` is a floor for the recommended GPU: an alternative whose GPU is smaller than
+    that (or than the job's own floor) is not added; the job's floor is raised to it where that excludes
+    none of the job's own GPU types. A spec that pins an instance type, and a multi-node job, keep
+    their shape. A CPU-only recommendation asks for the job's CPUs and memory (SkyPilot's default CPUs
+    if it named none); a fraction of a GPU fits only tiers that share GPUs (on-prem nodes, private pools).
+    """
+    notes: list[Rightsizing] = []
+    added: list[Demand] = []
+    floors: list[float] = []
+    for flag in flags:
+        head = f"similar job {flag.job_id} was flagged ({flag.kind.value}): {flag.recommendation.text}"
+        if not apply:
+            notes.append(Rightsizing(flag, None, f"{head}; shown only (policy debt.apply_recommendations is off)"))
+            continue
+        demand, floor, why_not = _alternative(job, flag, settings, added)
+        if demand is None:
+            notes.append(Rightsizing(flag, None, f"{head}; not applied: {why_not}"))
+            continue
+        added.append(demand)
+        if floor is not None:
+            floors.append(floor)
+        notes.append(Rightsizing(flag, demand, f"{head}; offered {shape(demand)} as an alternative"))
+    if not added:
+        return job, tuple(notes)
+    floor = max([job.gpu_memory_gb or 0.0, *floors])
+    own_gpus = [gpu_memory_gb(d.accelerator) for d in job.demands if d.accelerator]
+    if floor > (job.gpu_memory_gb or 0.0) and all(m is not None and m >= floor for m in own_gpus):
+        job = dataclasses.replace(job, gpu_memory_gb=floor)
+    return dataclasses.replace(job, demands=job.demands + tuple(added)), tuple(notes)
+
+
+def _alternative(job: Job, flag: SimilarJobFlag, settings: DebtSettings, added: list[Demand]
+                 ) -> tuple[Demand | None, float | None, str]:
+    """The alternative demand for one flag and the GPU memory floor it brings, or None and why not."""
+    if any(d.instance_type for d in job.demands):
+        return None, None, "the spec pins an instance type"
+    if job.num_nodes > 1:
+        return None, None, f"a {job.num_nodes}-node job keeps its shape"
+    recommendation = flag.recommendation
+    base = next((d for d in job.demands if d.accelerator == flag.ran_on), job.demands[0])
+    rank = min(d.rank for d in job.demands)
+    floor = None
+    if recommendation.gpu_type is None:
+        demand = dataclasses.replace(base, accelerator=None, accelerator_count=0,
+                                     cpus=base.cpus or SKY_DEFAULT_CPUS, rank=rank)
+    else:
+        if flag.peak_mem_bytes is not None:
+            floor = flag.peak_mem_bytes * settings.memory_headroom / _GIB
+        need = max((f for f in (floor, job.gpu_memory_gb) if f is not None), default=None)
+        memory = gpu_memory_gb(recommendation.gpu_type)
+        if need is not None and memory is not None and memory < need:
+            return None, None, f"it needs {need:.1f} GB per GPU and a {recommendation.gpu_type} has {memory:g} GB"
+        demand = dataclasses.replace(base, accelerator=recommendation.gpu_type,
+                                     accelerator_count=recommendation.gpus, rank=rank)
+    if any((d.accelerator, d.accelerator_count) == (demand.accelerator, demand.accelerator_count)
+           for d in (*job.demands, *added)):
+        return None, None, f"{shape(demand)} is already among its demands"
+    return demand, floor, ""
+
+
 # --- entry points --------------------------------------------------------------------------
 
 
@@ -497,11 +680,14 @@ def _check_window(since: float, until: float) -> None:
 def account(allocations: Iterable[Allocation], gpu_samples: Iterable[GpuSample],
             process_samples: Iterable[ProcessSample], since: float, until: float,
             settings: DebtSettings = DebtSettings(),
-            power_curves: Mapping[str, PowerCurve] | None = None) -> DebtReport:
-    """Debt per job, team and node over [since, until), with flags; curves default to `PowerCurve.from_tdp`."""
+            power_curves: Mapping[str, PowerCurve] | None = None, gpu_minutes: Iterable[GpuMinute] = ()) -> DebtReport:
+    """Debt per job, team and node over [since, until), with flags; curves default to `PowerCurve.from_tdp`.
+
+    `gpu_minutes` are older samples already folded (`fold_minutes`); they count as the samples they replaced.
+    """
     _check_window(since, until)
     allocations = [a for a in allocations if _span(a, since, until)[1] > max(a.start, since)]  # overlaps the window
-    telemetry = _telemetry(gpu_samples, settings.max_sample_gap_s)
+    telemetry = _telemetry(gpu_samples, settings.max_sample_gap_s, gpu_minutes)
     owned, peaks = _owned_gpus(allocations, process_samples, since, until)
     pieces = _pieces(allocations, telemetry, owned, since, until)
     curves = power_curves or {}
@@ -523,14 +709,15 @@ def account(allocations: Iterable[Allocation], gpu_samples: Iterable[GpuSample],
 
 def usage_series(allocations: Iterable[Allocation], gpu_samples: Iterable[GpuSample],
                  process_samples: Iterable[ProcessSample], since: float, until: float, step_s: float,
-                 settings: DebtSettings = DebtSettings()) -> UsageSeries:
+                 settings: DebtSettings = DebtSettings(), gpu_minutes: Iterable[GpuMinute] = ()) -> UsageSeries:
     """Mean allocated and utilized GPUs in each `step_s` of [since, until), by the same rules as `account`."""
     _check_window(since, until)
     if not step_s > 0:
         raise ValueError(f"step_s must be > 0 seconds, got {step_s}")
     allocations = list(allocations)
     owned, _ = _owned_gpus(allocations, process_samples, since, until)
-    pieces = _pieces(allocations, _telemetry(gpu_samples, settings.max_sample_gap_s), owned, since, until)
+    pieces = _pieces(allocations, _telemetry(gpu_samples, settings.max_sample_gap_s, gpu_minutes), owned, since,
+                     until)
     steps = math.ceil((until - since) / step_s)
     allocated, utilized = [0.0] * steps, [0.0] * steps
 

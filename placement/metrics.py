@@ -40,6 +40,14 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_spend_cap_usd_per_hour": ("The $/h a scope may spend now: its rate cap, or what its day or month budget leaves (no series: no cap)", ("scope",)),
     "placement_last_round_seconds": ("Duration of the last placement round", ()),
     "placement_last_solve_seconds": ("Solver time of the last placement round", ()),
+    "placement_gpus_utilized": ("GPU-equivalents busy now (mean utilization over the latest samples of the GPUs a "
+                                "team's jobs hold; 0 where there is no telemetry), by team", ("team",)),
+    "placement_debt_usd": ("Computational debt over a trailing window: $ of GPU time allocated and observed idle, "
+                           "by team", ("team", "window")),
+    "placement_energy_kwh": ("Energy of a team's jobs over a trailing window (measured power where there is "
+                             "telemetry, else the GPU's power curve; times PUE)", ("team", "window")),
+    "placement_carbon_kg": ("kg CO2e of a team's jobs over a trailing window (energy x the grid's intensity)",
+                            ("team", "window")),
 }
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_placements": ("Jobs placed, by tier", ("tier",)),
@@ -114,6 +122,17 @@ class ServiceMetrics:
         for (action, team), count in (downscaled_by_action_team or {}).items():
             if count > 0:
                 self._counters["placement_downscale_actions"].inc(count, tags={"action": action, "team": team})
+
+    def record_debt(self, *, window: str, utilized_gpus_by_team: Mapping[str, float],
+                    debt_usd_by_team: Mapping[str, float], energy_kwh_by_team: Mapping[str, float],
+                    carbon_kg_by_team: Mapping[str, float]) -> None:
+        """Record the computational debt figures (`Engine.team_debt`): utilization now, and the rest over the
+        trailing `window` (a label such as "1h"). A team seen before and missing now reads 0."""
+        with self._lock:
+            self._update("placement_gpus_utilized", {(team,): gpus for team, gpus in utilized_gpus_by_team.items()})
+            for name, values in (("placement_debt_usd", debt_usd_by_team), ("placement_energy_kwh", energy_kwh_by_team),
+                                 ("placement_carbon_kg", carbon_kg_by_team)):
+                self._update(name, {(team, window): value for team, value in values.items()})
 
     def record_reconciler_error(self, provider: str, kind: str) -> None:
         """Count one failed provider action (`kind`: e.g. "launch", "terminate", "status")."""

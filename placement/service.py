@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +28,30 @@ from clouds.inventory import load_inventory
 from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
-from placement.debt import Allocation, DebtReport, DebtSettings, Flag, JobUsage, Usage, account, usage_series
+from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Rightsizing, SimilarJobFlag, Usage,
+                            account, flags_for, rightsize, shape, usage_series)
 from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve.downscale import DownscaleAction
 from placement.spend import RateLimit, rate_caps
 from placement.solve import RoundResult, solve_round
+from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.spec import spec_from_data, to_job, to_jobs
-from placement.store import ACTIVE, JobRecord, JobState, NewJob, NewService, ServiceRecord, Store
+from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
+                             ServiceRecord, Store, UsageCheckpoint)
 from policies import load_policy
 
 
 log = logging.getLogger(__name__)
+
+COMPACTION_INTERVAL_S = 3600.0  # telemetry is folded and expired at most this often
+_COMPACTED_AT = "telemetry_compacted_at"  # store meta: when the last compaction ran (engine clock)
+CHECKPOINT_INTERVAL_S = 600.0  # running launches' usage is checkpointed at most this often...
+SAMPLE_LAG_S = 300.0  # ...up to this long ago: samples still on their way (a drain left for a later round) count
+_CHECKPOINTED_AT = "usage_checkpointed_at"  # store meta: when the last checkpoint pass ran (engine clock)
+_ASSESS_PER_ROUND = 50  # finished jobs whose figures one round works out (a store from before this keeps up)
+UTILIZED_NOW_S = 60.0  # `team_debt`'s "utilized now" is the mean over this much of the latest samples
 
 
 def default_store_path() -> Path:
@@ -64,6 +75,14 @@ class ServiceConfig:
     sky_api_server: str | None = None  # SkyPilot API server endpoint; None: SkyPilot's default (a local server)
     autostop_minutes: int = 10  # idle minutes after which an on-demand cluster tears itself down
     failover: Failover = field(default_factory=Failover)
+    telemetry_raw_retention_s: float = 2 * 86400.0  # raw GPU samples older than this are folded into minute rows
+    telemetry_minute_retention_s: float = 30 * 86400.0  # minute rows (and anything older) are deleted after this
+
+    def __post_init__(self) -> None:
+        if not 0 < self.telemetry_raw_retention_s <= self.telemetry_minute_retention_s:
+            raise ValueError(
+                f"telemetry_raw_retention_s must be > 0 and at most telemetry_minute_retention_s; got "
+                f"{self.telemetry_raw_retention_s:g} s and {self.telemetry_minute_retention_s:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +97,31 @@ class RoundReport:
     spend_rate_by_scope: dict[str, float]
     limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
     downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
+
+
+@dataclass(frozen=True, slots=True)
+class TeamDebt:
+    """A team's figures for the dashboard (`Engine.team_debt`)."""
+
+    utilized_gpus: float  # GPU-equivalents busy now: mean utilization over the latest samples of its jobs' GPUs
+    debt_usd: float  # over the window
+    energy_kwh: float
+    carbon_kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Telemetry:
+    """What the store holds for some nodes and launches over a window: raw samples and folded minute rows."""
+
+    gpu_samples: list[GpuSample]
+    gpu_minutes: list[GpuMinute]
+    process_samples: list[ProcessSample]
+
+    def after(self, t: float, max_gap_s: float) -> _Telemetry:
+        """Only what was sampled from `t` on (GPU readings up to a hold earlier too: they may reach `t`)."""
+        return _Telemetry([g for g in self.gpu_samples if g.t >= t - max_gap_s],
+                          [m for m in self.gpu_minutes if m.t >= t - 60.0],  # a minute row holds under a minute
+                          [p for p in self.process_samples if p.t >= t])
 
 
 class Engine:
@@ -174,11 +218,24 @@ class Engine:
 
     # --- one round ----------------------------------------------------------------------------------------
 
-    def _job(self, record: JobRecord, now: float) -> Job:
+    def _parsed(self, record: JobRecord) -> Job:
+        """The job as its spec asks (parsed once while it is pending)."""
         job = self._jobs.get(record.id)
         if job is None:
             loaded = spec_from_data(record.spec, record.source, priority_classes=list(self.policy.priorities))
             job = self._jobs[record.id] = to_job(loaded, record.id)
+        return job
+
+    def _rightsized(self, record: JobRecord, similar: dict[tuple[str, str], list[SimilarJobFlag]]
+                    ) -> tuple[Job, tuple[Rightsizing, ...]]:
+        """The job with the alternatives its similar jobs' flags bring (`placement.debt.rightsize`), and notes."""
+        flags = [f for f in similar.get((record.team, record.name), ()) if f.job_id != record.id]
+        if not flags:
+            return self._parsed(record), ()
+        return rightsize(self._parsed(record), flags, self.policy.debt, self.policy.debt.apply_recommendations)
+
+    def _job(self, record: JobRecord, now: float, similar: dict[tuple[str, str], list[SimilarJobFlag]]) -> Job:
+        job, _ = self._rightsized(record, similar)
         return dataclasses.replace(job, waited_hours=max(now - record.submitted_at, 0.0) / 3600.0)
 
     def round(self) -> RoundReport:
@@ -186,6 +243,12 @@ class Engine:
         self.reconciler.observe()
         self.scale_services()
         now = self.clock()
+        try:  # the debt bookkeeping observes; it never stops placement
+            self.assess_finished(now)
+            self.checkpoint_usage(now)
+            self.compact_telemetry(now)
+        except Exception:
+            log.exception("computational debt bookkeeping failed")
         self.caps.reprice(now)
         check = self.caps.check(self.policy, now)
         downscaled = check.plan.actions if check.plan is not None else ()
@@ -221,7 +284,8 @@ class Engine:
         # the hysteresis left (and restart it from its checkpoint for nothing).
         stopped_now = {a.job_id for a in downscaled}
         placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
-        snapshot = Snapshot(jobs=tuple(self._job(r, now) for r in placeable), offers=tuple(offers),
+        similar = self.store.recommendations()
+        snapshot = Snapshot(jobs=tuple(self._job(r, now, similar) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, policy)
@@ -263,9 +327,25 @@ class Engine:
     # --- answers ------------------------------------------------------------------------------------------
 
     def status(self, job_id: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+        """Jobs with their state and placement, spend, energy and carbon so far, and what similar jobs' flags
+        recommend to those not finished."""
         records = [r for r in [self.store.job(job_id)] if r] if job_id else self.store.jobs(team=team)
         now = self.clock()
-        return [_status_row(r, now, self.store.spent(r.id)) for r in records]
+        usage = self._usage(records, now)
+        similar = self.store.recommendations()
+        return [_status_row(r, now, self.store.spent(r.id), usage.get(r.id),
+                            [] if r.state.terminal else [n.note for n in self._rightsized(r, similar)[1]])
+                for r in records]
+
+    def _usage(self, records: list[JobRecord], now: float) -> dict[str, JobUsageRecord]:
+        """Each job's figures over its whole run so far, as `debt` works them out: stored once a job has
+        finished (`assess_finished`), else its checkpoints and the telemetry since."""
+        ran = [r for r in records if r.started_at is not None and r.tier]
+        result = self.store.job_usage(r.id for r in ran if r.state.terminal)
+        live = [r for r in ran if r.id not in result]
+        result.update({job_id: _usage_record(parts)
+                       for job_id, parts in _by_job(self._run_usage(live, now)).items()})
+        return result
 
     def _record(self, job_id: str) -> JobRecord:
         record = self.store.job(job_id)
@@ -282,17 +362,33 @@ class Engine:
         efficiency = self.efficiency(record)
         if efficiency is not None:
             answer["efficiency"] = efficiency
+        _, rightsizing = self._rightsized(record, self.store.recommendations())
+        answer["rightsizing"] = [
+            {"similar_job": n.flag.job_id, "kind": n.flag.kind.value, "reason": n.flag.reason,
+             "recommendation": n.flag.recommendation.text,
+             "alternative": shape(n.demand) if n.demand is not None else None, "note": n.note} for n in rightsizing]
         result = self.last_result
         if result is not None and job_id in result.job_options and self.last_snapshot is not None:
             job = next(j for j in self.last_snapshot.jobs if j.id == job_id)
             placement = result.plan.placement_of(job_id)
             baseline = placement.objective if placement else result.queue_costs.get(job_id, 0.0)
+            options = result.job_options[job_id]
+            added = {n.demand: n.flag for n in rightsizing if n.demand is not None}
+
+            def source(offer: Offer, objective: float) -> str | None:
+                """The similar job whose flag brought the demand of this option, if one did."""
+                option = next((o for o in options if o.group.offer is offer
+                               and math.isclose(job_objective(job, o, self.policy), objective)), None)
+                flag = added.get(option.demand) if option is not None else None
+                return f"similar job {flag.job_id} ({flag.kind.value})" if flag is not None else None
+
             answer["queue_cost"] = result.queue_costs.get(job_id)
             answer["alternatives"] = [
                 {"tier": a.offer.tier.value, "offer": a.offer.id, "usd": round(a.dollars, 2),
                  "objective": round(a.objective, 4), "vs_chosen": round(a.delta_objective, 4),
-                 "blocked_by": str(a.blocked_by) if a.blocked_by else None}
-                for a in alternatives(job, result.job_options[job_id], baseline, result.ledger, self.policy)]
+                 "blocked_by": str(a.blocked_by) if a.blocked_by else None,
+                 "from_recommendation": source(a.offer, a.objective)}
+                for a in alternatives(job, options, baseline, result.ledger, self.policy)]
         return answer
 
     def logs(self, job_id: str) -> str:
@@ -318,14 +414,12 @@ class Engine:
             raise ValueError(f"since must be a positive duration, got {since_s} s")
         until = self.clock()
         since = until - since_s
-        report, allocations, samples = self._debt_report(self.store.jobs(team=team), since, until)
-        jobs: dict[str, list[JobUsage]] = defaultdict(list)
-        for job in report.jobs:
-            jobs[job.allocation.job_id].append(job)
+        report, allocations, telemetry = self._debt_report(self.store.jobs(team=team), since, until)
         flags: dict[str, list[Flag]] = defaultdict(list)
         for flag in report.flags:
             flags[flag.job_id].append(flag)
-        job_rows = [_job_debt_row(job_id, parts, flags.get(job_id, [])) for job_id, parts in jobs.items()]
+        job_rows = [_job_debt_row(job_id, parts, flags.get(job_id, []))
+                    for job_id, parts in _by_job(report.jobs).items()]
         job_rows.sort(key=lambda r: (-r["debt_usd"], -r["debt_gpu_hours"], r["job"]))
         team_rows = sorted(({"team": name, **_usage_row(usage)} for name, usage in report.teams.items()),
                            key=lambda r: (-r["debt_usd"], -r["debt_gpu_hours"], r["team"]))
@@ -336,12 +430,14 @@ class Engine:
                   for status, at in self.store.agent_statuses()]
         answer: dict[str, Any] = {
             "since": since, "until": until, "team": team,
-            "telemetry": {"available": any(a["available"] for a in agents), "gpu_samples": len(samples[0]),
-                          "agents": agents},
+            "telemetry": {"available": any(a["available"] for a in agents), "gpu_samples": len(telemetry.gpu_samples),
+                          "gpu_minute_rows": len(telemetry.gpu_minutes), "agents": agents},
             "total": _usage_row(report.total), "teams": team_rows, "jobs": job_rows,
             "unattributed_gpu_hours": {node: round(hours, 4) for node, hours in report.unattributed_gpu_hours.items()}}
         if series or plot_path:
-            points = usage_series(allocations, *samples, since, until, step_s=max(60.0, since_s / 240))
+            points = usage_series(allocations, telemetry.gpu_samples, telemetry.process_samples, since, until,
+                                  step_s=max(60.0, since_s / 240), settings=self.policy.debt,
+                                  gpu_minutes=telemetry.gpu_minutes)
             answer["series"] = {"t": list(points.t), "allocated_gpus": [round(v, 4) for v in points.allocated_gpus],
                                 "utilized_gpus": [round(v, 4) for v in points.utilized_gpus]}
             if plot_path:
@@ -351,17 +447,51 @@ class Engine:
         return answer
 
     def _debt_report(self, records: list[JobRecord], since: float, until: float
-                     ) -> tuple[DebtReport, list[Allocation], tuple[list[GpuSample], list[ProcessSample]]]:
+                     ) -> tuple[DebtReport, list[Allocation], _Telemetry]:
         allocations = [a for r in records for a in self._allocations(r)]
-        handles = {r.handle: r for r in records if r.handle}
+        telemetry = self._telemetry(records, allocations, since, until)
+        return self._account(allocations, telemetry, since, until), allocations, telemetry
+
+    def _telemetry(self, records: list[JobRecord], allocations: list[Allocation], since: float, until: float
+                   ) -> _Telemetry:
+        """The samples of these jobs' launches (their nodes and processes) over the window."""
+        handles = {r.handle for r in records if r.handle}
         per_node = {a.handle for a in allocations if a.handle not in handles}  # `<handle>@<node>` of multi-node jobs
         nodes = {a.node for a in allocations}
-        gpu_samples = self.store.gpu_samples(since - _DEBT_SETTINGS.max_sample_gap_s, until, nodes) if nodes else []
-        process_samples = [
-            dataclasses.replace(p, handle=f"{p.handle}@{p.node}") if f"{p.handle}@{p.node}" in per_node else p
-            for p in (self.store.process_samples(since, until, handles) if handles else [])]
-        report = account(allocations, gpu_samples, process_samples, since, until, _DEBT_SETTINGS, power_curves())
-        return report, allocations, (gpu_samples, process_samples)
+        gap = self.policy.debt.max_sample_gap_s
+        return _Telemetry(
+            self.store.gpu_samples(since - gap, until, nodes) if nodes else [],
+            self.store.gpu_minutes(since, until, nodes) if nodes else [],
+            [dataclasses.replace(p, handle=f"{p.handle}@{p.node}") if f"{p.handle}@{p.node}" in per_node else p
+             for p in (self.store.process_samples(since, until, handles) if handles else [])])
+
+    def _run_usage(self, records: list[JobRecord], until: float) -> list[JobUsage]:
+        """Each launch's usage from its start up to `until`: its checkpoint (`checkpoint_usage`) plus what the
+        telemetry since says, so that only the samples after the checkpoint are read."""
+        allocations = [a for r in records for a in self._allocations(r)]
+        checkpoints = self.store.usage_checkpoints(a.handle for a in allocations)
+        by_start: dict[float, list[Allocation]] = defaultdict(list)  # launches checkpointed together start together
+        for allocation in allocations:
+            checkpoint = checkpoints.get(allocation.handle)
+            by_start[checkpoint.until if checkpoint else allocation.start].append(allocation)
+        result = []
+        for since, group in by_start.items():
+            later = {}
+            if until > since:
+                jobs = {a.job_id for a in group}
+                telemetry = self._telemetry([r for r in records if r.id in jobs], group, since, until)
+                report = self._account(group, telemetry, since, until)
+                later = {job.allocation.handle: job for job in report.jobs}
+            for allocation in group:
+                parts = [p for p in (checkpoints.get(allocation.handle), later.get(allocation.handle)) if p]
+                if parts:
+                    result.append(JobUsage(allocation, sum((p.usage for p in parts), Usage()),
+                                           sum(p.observed_hours for p in parts)))
+        return result
+
+    def _account(self, allocations: list[Allocation], telemetry: _Telemetry, since: float, until: float) -> DebtReport:
+        return account(allocations, telemetry.gpu_samples, telemetry.process_samples, since, until, self.policy.debt,
+                       power_curves(), gpu_minutes=telemetry.gpu_minutes)
 
     def _allocations(self, record: JobRecord) -> list[Allocation]:
         """The GPUs a job's latest launch held, one allocation per on-prem node (none if it never ran)."""
@@ -395,6 +525,60 @@ class Engine:
             return None
         return _job_debt_row(record.id, list(report.jobs), list(report.flags))
 
+    def assess_finished(self, now: float) -> int:
+        """Work out the figures of jobs that finished since the last round, over their whole run, once; a flagged
+        job's flags become the recommendations for the next job with its team and name. Returns how many."""
+        records = self.store.unassessed_finished_jobs(_ASSESS_PER_ROUND)
+        for record in records:
+            end = record.finished_at if record.finished_at is not None else record.updated_at
+            parts = self._run_usage([record], end)
+            flags = [flag for part in parts for flag in flags_for(part, self.policy.debt)]
+            self.store.record_assessment(record, _usage_record(parts), _similar_flags(parts, flags), now)
+        return len(records)
+
+    def checkpoint_usage(self, now: float) -> int:
+        """Bring running launches' usage checkpoints up to `SAMPLE_LAG_S` ago, at most once per
+        `CHECKPOINT_INTERVAL_S`, so `status` and the assessment of a finished job read only the samples since.
+        Returns how many launches were checkpointed."""
+        last = self.store.meta(_CHECKPOINTED_AT)
+        if last is not None and now - float(last) < CHECKPOINT_INTERVAL_S:
+            return 0
+        until = now - SAMPLE_LAG_S
+        parts = self._run_usage(self.store.jobs(states=ACTIVE), until)
+        self.store.set_usage_checkpoints((p.allocation.handle, p.allocation.job_id,
+                                          UsageCheckpoint(until, p.usage, p.observed_hours)) for p in parts)
+        self.store.set_meta(_CHECKPOINTED_AT, repr(now))
+        return len(parts)
+
+    def compact_telemetry(self, now: float) -> Compaction | None:
+        """Fold raw telemetry older than the raw retention into minute rows and delete what is older than the
+        minute retention, at most once per `COMPACTION_INTERVAL_S` (its last run is in the store's meta)."""
+        last = self.store.meta(_COMPACTED_AT)
+        if last is not None and now - float(last) < COMPACTION_INTERVAL_S:
+            return None
+        done = self.store.compact_telemetry(now - self.config.telemetry_raw_retention_s,
+                                            now - self.config.telemetry_minute_retention_s,
+                                            self.policy.debt.max_sample_gap_s)
+        self.store.set_meta(_COMPACTED_AT, repr(now))
+        log.info("telemetry compacted in %.3f s: %s", done.seconds, done)
+        return done
+
+    def team_debt(self, window_s: float = 3600.0) -> dict[str, TeamDebt]:
+        """Per team: GPUs utilized now (the latest `UTILIZED_NOW_S` of samples) and debt, energy and carbon over
+        the last `window_s`, by the rules of `debt`. Reads only the window's telemetry, so its cost stays flat."""
+        until = self.clock()
+        since = until - window_s
+        records = self.store.jobs_overlapping(since)
+        report, allocations, telemetry = self._debt_report(records, since, until)
+        recent = until - min(UTILIZED_NOW_S, window_s)
+        latest = self._account(allocations, telemetry.after(recent, self.policy.debt.max_sample_gap_s), recent, until)
+        busy: dict[str, float] = defaultdict(float)
+        for job in latest.jobs:
+            if job.observed_hours > 0:
+                busy[job.allocation.team] += job.usage.utilized_gpu_hours / job.observed_hours
+        return {team: TeamDebt(busy.get(team, 0.0), usage.debt_usd, usage.energy_kwh, usage.carbon_kg)
+                for team, usage in report.teams.items()}
+
 
 _REPLICA = re.compile(r"-replica-(\d+)-\d+$")  # `<service>-replica-<k>-<store number>`
 
@@ -427,7 +611,8 @@ def desired_replicas(service: ServiceRecord) -> int:
     return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
 
 
-def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:
+def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,
+                rightsizing: list[str] | None = None) -> dict[str, Any]:
     end = record.finished_at or now
     return {"id": record.id, "name": record.name, "team": record.team, "priority": record.priority,
             "state": record.state.value, "tier": record.tier, "target": record.target,
@@ -436,10 +621,39 @@ def _status_row(record: JobRecord, now: float, spent: float) -> dict[str, Any]:
             "age_s": round(now - record.submitted_at, 1),
             "run_s": round(end - record.started_at, 1) if record.started_at else None,
             "attempt": record.attempt, "handle": record.handle, "nodes": list(record.nodes),
-            "reason_code": record.reason_code, "reason": record.reason, "service": record.service}
+            "reason_code": record.reason_code, "reason": record.reason, "service": record.service,
+            "energy_kwh": round(usage.energy_kwh, 4) if usage is not None else None,
+            "carbon_kg": round(usage.carbon_kg, 4) if usage is not None else None,
+            "rightsizing": rightsizing or []}
 
 
-_DEBT_SETTINGS = DebtSettings()
+def _by_job(jobs: Iterable[JobUsage]) -> dict[str, list[JobUsage]]:
+    """Allocations' usage grouped by job (a multi-node on-prem job has one allocation per node), in their order."""
+    grouped: dict[str, list[JobUsage]] = defaultdict(list)
+    for job in jobs:
+        grouped[job.allocation.job_id].append(job)
+    return dict(grouped)
+
+
+def _usage_record(parts: list[JobUsage]) -> JobUsageRecord:
+    usage = sum((p.usage for p in parts), Usage())
+    return JobUsageRecord(usage.allocated_gpu_hours, usage.utilized_gpu_hours, usage.debt_usd, usage.energy_kwh,
+                          usage.carbon_kg)
+
+
+def _similar_flags(parts: list[JobUsage], flags: list[Flag]) -> list[SimilarJobFlag]:
+    """A finished job's flags as the store keeps them for similar jobs: one per kind (of a multi-node job's
+    per-node flags, the one asking for the most GPUs), with the GPU it ran on and its peak memory."""
+    if not parts:
+        return []
+    peaks = [p.usage.peak_mem_bytes for p in parts if p.usage.peak_mem_bytes is not None]
+    by_kind: dict[str, Flag] = {}
+    for flag in flags:
+        kept = by_kind.get(flag.kind)
+        if kept is None or flag.recommendation.gpus > kept.recommendation.gpus:
+            by_kind[flag.kind] = flag
+    return [SimilarJobFlag(f.job_id, f.kind, f.reason, f.recommendation, parts[0].allocation.gpu_type,
+                           max(peaks) if peaks else None) for f in by_kind.values()]
 
 
 def _usage_row(usage: Usage) -> dict[str, Any]:

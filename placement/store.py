@@ -12,9 +12,12 @@ name first, so nothing is launched twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import Any
 
 from clouds.base import Block
 from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
+from placement.debt import FlagKind, GpuMinute, Recommendation, SimilarJobFlag, Usage, fold_minutes
 from placement.model import Tier
 
 
@@ -119,6 +123,36 @@ CREATE TABLE IF NOT EXISTS blocks (  -- offers kept away from after a failed lau
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_until ON blocks(until);
+CREATE TABLE IF NOT EXISTS job_usage (  -- a finished job's figures over its whole run, worked out once when it ended
+    job_id TEXT PRIMARY KEY,
+    allocated_gpu_hours REAL NOT NULL,
+    utilized_gpu_hours REAL NOT NULL,
+    debt_usd REAL NOT NULL,
+    energy_kwh REAL NOT NULL,
+    carbon_kg REAL NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage_checkpoints (  -- a running launch's figures from its start up to `until`
+    handle TEXT PRIMARY KEY,         -- placement.debt.Allocation.handle (`<handle>@<node>` per node of multi-node jobs)
+    job_id TEXT NOT NULL,
+    until REAL NOT NULL,
+    observed_hours REAL NOT NULL,
+    usage TEXT NOT NULL              -- placement.debt.Usage as JSON
+);
+CREATE TABLE IF NOT EXISTS recommendations (  -- the flags of the latest flagged run of each job (team, name)
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
+    job_id TEXT NOT NULL,            -- that run
+    kind TEXT NOT NULL,              -- placement.debt.FlagKind
+    reason TEXT NOT NULL,
+    gpu_type TEXT,                   -- what it should ask for: NULL and 0 GPUs is CPU only
+    gpus REAL NOT NULL,
+    text TEXT NOT NULL,
+    ran_on TEXT,                     -- the GPU type the run held
+    peak_mem_bytes INTEGER,
+    at REAL NOT NULL,
+    PRIMARY KEY (team, name, kind)
+);
 """
 
 
@@ -211,6 +245,37 @@ class ServiceRecord:
     target_qps: float | None
     load_qps: float | None
     load_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobUsageRecord:
+    """A finished job's figures over its whole run (`placement.debt.Usage`, summed over its nodes)."""
+
+    allocated_gpu_hours: float
+    utilized_gpu_hours: float
+    debt_usd: float
+    energy_kwh: float
+    carbon_kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCheckpoint:
+    """A launch's figures over its run up to `until` (usage is additive over time: what comes later adds on)."""
+
+    until: float
+    usage: Usage
+    observed_hours: float
+
+
+@dataclass(frozen=True, slots=True)
+class Compaction:
+    """What one `compact_telemetry` did."""
+
+    gpu_samples_folded: int
+    minute_rows_written: int
+    process_samples_folded: int
+    expired_rows: int  # rows of any telemetry table older than the longer retention
+    seconds: float
 
 
 class Store:
@@ -456,6 +521,91 @@ class Store:
             return float(self._db.execute("SELECT COALESCE(SUM(usd), 0) FROM spend WHERE job_id = ?",
                                           (job_id,)).fetchone()[0])
 
+    # --- computational debt of finished jobs, and what similar jobs should ask for --------------------------
+
+    def jobs_overlapping(self, since: float) -> list[JobRecord]:
+        """Jobs that started and had not finished by `since`: those a window from `since` can account for."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE started_at IS NOT NULL AND (finished_at IS NULL OR "
+                                    "finished_at > ?) ORDER BY submitted_at, id", (since,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def unassessed_finished_jobs(self, limit: int) -> list[JobRecord]:
+        """Finished jobs that ran and have no `job_usage` row yet, the earliest finished first."""
+        terminal = [s.value for s in JobState if s.terminal]
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT jobs.* FROM jobs LEFT JOIN job_usage ON job_usage.job_id = jobs.id WHERE job_usage.job_id "
+                f"IS NULL AND jobs.started_at IS NOT NULL AND jobs.state IN ({','.join('?' * len(terminal))}) "
+                "ORDER BY jobs.finished_at, jobs.id LIMIT ?", [*terminal, limit]).fetchall()
+        return [_job(r) for r in rows]
+
+    def record_assessment(self, record: JobRecord, usage: JobUsageRecord, flags: list[SimilarJobFlag],
+                          now: float) -> None:
+        """A finished job's figures and, if it was flagged, its flags as the recommendations for its (team, name).
+
+        A flagged run replaces the recommendations of earlier runs; an unflagged one leaves them. The job's usage
+        checkpoints go: its figures are final.
+        """
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO job_usage (job_id, allocated_gpu_hours, utilized_gpu_hours, debt_usd, "
+                       "energy_kwh, carbon_kg, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (record.id, usage.allocated_gpu_hours, usage.utilized_gpu_hours, usage.debt_usd,
+                        usage.energy_kwh, usage.carbon_kg, now))
+            db.execute("DELETE FROM usage_checkpoints WHERE job_id = ?", (record.id,))
+            if flags:
+                db.execute("DELETE FROM recommendations WHERE team = ? AND name = ?", (record.team, record.name))
+                db.executemany(
+                    "INSERT INTO recommendations (team, name, job_id, kind, reason, gpu_type, gpus, text, ran_on, "
+                    "peak_mem_bytes, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(record.team, record.name, f.job_id, f.kind.value, f.reason, f.recommendation.gpu_type,
+                      f.recommendation.gpus, f.recommendation.text, f.ran_on, f.peak_mem_bytes, now) for f in flags])
+
+    def usage_checkpoints(self, handles: Iterable[str]) -> dict[str, UsageCheckpoint]:
+        """The latest checkpoint of those of these launches that have one."""
+        handles = list(handles)
+        result: dict[str, UsageCheckpoint] = {}
+        with self._lock:
+            for first in range(0, len(handles), 500):  # SQLite's limit on bound parameters
+                chunk = handles[first:first + 500]
+                for r in self._db.execute(
+                        f"SELECT * FROM usage_checkpoints WHERE handle IN ({','.join('?' * len(chunk))})", chunk):
+                    result[r["handle"]] = UsageCheckpoint(r["until"], Usage(**json.loads(r["usage"])),
+                                                          r["observed_hours"])
+        return result
+
+    def set_usage_checkpoints(self, checkpoints: Iterable[tuple[str, str, UsageCheckpoint]]) -> None:
+        """Replace launches' checkpoints: (handle, job id, checkpoint) each, in one transaction."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO usage_checkpoints (handle, job_id, until, observed_hours, usage) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(handle, job_id, c.until, c.observed_hours, json.dumps(dataclasses.asdict(c.usage)))
+                            for handle, job_id, c in checkpoints])
+
+    def recommendations(self) -> dict[tuple[str, str], list[SimilarJobFlag]]:
+        """Per (team, job name): the flags of its latest flagged run, by kind."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM recommendations ORDER BY team, name, kind").fetchall()
+        result: dict[tuple[str, str], list[SimilarJobFlag]] = {}
+        for r in rows:
+            result.setdefault((r["team"], r["name"]), []).append(SimilarJobFlag(
+                r["job_id"], FlagKind(r["kind"]), r["reason"], Recommendation(r["gpu_type"], r["gpus"], r["text"]),
+                r["ran_on"], r["peak_mem_bytes"]))
+        return result
+
+    def job_usage(self, job_ids: Iterable[str]) -> dict[str, JobUsageRecord]:
+        """The stored figures of those of these finished jobs that have them."""
+        job_ids = list(job_ids)
+        result: dict[str, JobUsageRecord] = {}
+        with self._lock:
+            for first in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
+                chunk = job_ids[first:first + 500]
+                for r in self._db.execute(f"SELECT * FROM job_usage WHERE job_id IN ({','.join('?' * len(chunk))})",
+                                          chunk):
+                    result[r["job_id"]] = JobUsageRecord(r["allocated_gpu_hours"], r["utilized_gpu_hours"],
+                                                         r["debt_usd"], r["energy_kwh"], r["carbon_kg"])
+        return result
+
     # --- GPU telemetry: samples per GPU and per process, and each node's agent -------------------------------
     # Its tables are created on first use, so this section stands apart from the schema above.
 
@@ -493,18 +643,87 @@ class Store:
         return [GpuSample(r["node"], r["gpu_index"], r["t"], r["util_gpu_pct"], r["util_mem_pct"],
                           r["mem_used_bytes"], r["mem_total_bytes"], r["power_w"]) for r in rows]
 
+    def gpu_minutes(self, since: float, until: float, nodes: Iterable[str] | None = None) -> list[GpuMinute]:
+        """Folded per-minute GPU rows whose holds may reach into [since, until], by node, GPU and time."""
+        query, args = "SELECT * FROM gpu_minutes WHERE t >= ? AND t <= ?", [since - 60.0, until]
+        if nodes is not None:
+            nodes = list(nodes)
+            query += f" AND node IN ({','.join('?' * len(nodes))})"
+            args += nodes
+        with self._lock:
+            rows = self._telemetry_db().execute(query + " ORDER BY node, gpu_index, t", args).fetchall()
+        return [GpuMinute(r["node"], r["gpu_index"], r["t"], r["seconds"], r["util_gpu_pct"], r["power_w"],
+                          r["mem_used_bytes"], r["mem_total_bytes"]) for r in rows]
+
     def process_samples(self, since: float, until: float, handles: Iterable[str] | None = None
                         ) -> list[ProcessSample]:
-        """GPU process samples taken in [since, until], by time; optionally of some launch handles only."""
-        query, args = "SELECT * FROM process_samples WHERE t >= ? AND t <= ?", [since, until]
+        """GPU process samples taken in [since, until], by time; optionally of some launch handles only.
+
+        Where samples were folded, one sample per (node, GPU, launch, minute) stands for them: at the first
+        instant of the minute a sample was taken, holding the most memory the launch held at once in it.
+        """
+        where, args = "t >= ? AND t <= ?", [since, until]
         if handles is not None:
             handles = list(handles)
-            query += f" AND handle IN ({','.join('?' * len(handles))})"
+            where += f" AND handle IN ({','.join('?' * len(handles))})"
             args += handles
+        columns = "node, gpu_index, t, pid, handle, mem_used_bytes"
         with self._lock:
-            rows = self._telemetry_db().execute(query + " ORDER BY t", args).fetchall()
+            rows = self._telemetry_db().execute(
+                f"SELECT {columns} FROM process_samples WHERE {where} UNION ALL "
+                f"SELECT {columns} FROM process_minutes WHERE {where} ORDER BY t", args + args).fetchall()
         return [ProcessSample(r["node"], r["gpu_index"], r["t"], r["pid"], r["handle"], r["mem_used_bytes"])
                 for r in rows]
+
+    def compact_telemetry(self, fold_before: float, delete_before: float, max_gap_s: float) -> Compaction:
+        """Fold raw samples taken before `fold_before` into per-minute rows; delete rows older than `delete_before`.
+
+        GPU samples become `gpu_minutes` rows (`placement.debt.fold_minutes`: the holds of each GPU's
+        samples per minute, with mean utilization and power and the largest memory), merged into a row
+        an earlier fold began. Process samples keep, per node, GPU, launch and minute, the most memory
+        the launch held at once. `fold_before` is taken down to a whole minute. One transaction.
+        """
+        started = time.perf_counter()
+        cutoff = math.floor(fold_before / 60.0) * 60.0
+        with self._lock:
+            self._telemetry_db()
+        with self._tx() as db:
+            raw = [GpuSample(*r) for r in db.execute(
+                "SELECT node, gpu_index, t, util_gpu_pct, util_mem_pct, mem_used_bytes, mem_total_bytes, power_w "
+                "FROM gpu_samples WHERE t < ? ORDER BY node, gpu_index, t", (cutoff,))]
+            gpus = sorted({(g.node, g.gpu_index) for g in raw})
+            successors = {}
+            for node, gpu in gpus:
+                following = db.execute("SELECT t FROM gpu_samples WHERE node = ? AND gpu_index = ? AND t >= ? "
+                                       "ORDER BY t LIMIT 1", (node, gpu, cutoff)).fetchone()
+                if following is not None:
+                    successors[(node, gpu)] = following[0]
+            rows, folded_before = fold_minutes(raw, successors, cutoff, max_gap_s)
+            db.executemany(
+                "INSERT INTO gpu_minutes (node, gpu_index, minute, t, seconds, util_gpu_pct, power_w, mem_used_bytes, "
+                "mem_total_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node, gpu_index, minute) DO UPDATE "
+                "SET t = MIN(t, excluded.t), seconds = seconds + excluded.seconds, "
+                "util_gpu_pct = (util_gpu_pct * seconds + excluded.util_gpu_pct * excluded.seconds) "
+                "/ (seconds + excluded.seconds), "
+                "power_w = CASE WHEN power_w IS NULL THEN excluded.power_w WHEN excluded.power_w IS NULL THEN power_w "
+                "ELSE (power_w * seconds + excluded.power_w * excluded.seconds) / (seconds + excluded.seconds) END, "
+                "mem_used_bytes = MAX(mem_used_bytes, excluded.mem_used_bytes), "
+                "mem_total_bytes = excluded.mem_total_bytes",
+                [(m.node, m.gpu_index, int(m.t // 60.0), m.t, m.seconds, m.util_gpu_pct, m.power_w, m.mem_used_bytes,
+                  m.mem_total_bytes) for m in rows])
+            gpu_folded = sum(db.execute("DELETE FROM gpu_samples WHERE node = ? AND gpu_index = ? AND t < ?",
+                                        (node, gpu, before)).rowcount for (node, gpu), before in folded_before.items())
+            # Per launch, GPU and minute: the most memory held at once (its processes summed per instant).
+            db.execute(
+                "INSERT INTO process_minutes (node, gpu_index, t, pid, handle, mem_used_bytes) "
+                "SELECT node, gpu_index, MIN(t), MIN(pid), handle, MAX(held) FROM ("
+                "  SELECT node, gpu_index, t, MIN(pid) AS pid, handle, SUM(mem_used_bytes) AS held "
+                "  FROM process_samples WHERE t < ? GROUP BY node, gpu_index, handle, t) "
+                "GROUP BY node, gpu_index, handle, CAST(t / 60 AS INTEGER)", (cutoff,))
+            process_folded = db.execute("DELETE FROM process_samples WHERE t < ?", (cutoff,)).rowcount
+            expired = sum(db.execute(f"DELETE FROM {table} WHERE t < ?", (delete_before,)).rowcount
+                          for table in ("gpu_minutes", "process_minutes", "gpu_samples", "process_samples"))
+        return Compaction(gpu_folded, len(rows), process_folded, expired, time.perf_counter() - started)
 
     def set_agent_status(self, status: AgentStatus, now: float) -> None:
         """The latest word of a node's telemetry agent: whether it has NVML, why not, its own cost."""
@@ -543,12 +762,28 @@ CREATE TABLE IF NOT EXISTS gpu_samples (      -- clouds.telemetry.GpuSample
     power_w REAL                                 -- NULL where the board does not report power
 );
 CREATE INDEX IF NOT EXISTS gpu_samples_t ON gpu_samples(t);
+CREATE INDEX IF NOT EXISTS gpu_samples_node_t ON gpu_samples(node, t);  -- a node's window; a GPU's next sample
 CREATE TABLE IF NOT EXISTS process_samples (  -- clouds.telemetry.ProcessSample
     node TEXT NOT NULL, gpu_index INTEGER NOT NULL, t REAL NOT NULL, pid INTEGER NOT NULL,
     handle TEXT,                                 -- the launch it belongs to; NULL: unattributed
     mem_used_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS process_samples_t ON process_samples(t);
+CREATE TABLE IF NOT EXISTS gpu_minutes (      -- placement.debt.GpuMinute: raw samples folded per GPU and minute
+    node TEXT NOT NULL, gpu_index INTEGER NOT NULL,
+    minute INTEGER NOT NULL,                     -- floor(t / 60)
+    t REAL NOT NULL,                             -- the first instant its holds cover
+    seconds REAL NOT NULL,                       -- how long its holds cover in the minute
+    util_gpu_pct REAL NOT NULL, power_w REAL,    -- means over those seconds
+    mem_used_bytes INTEGER NOT NULL, mem_total_bytes INTEGER NOT NULL,  -- the largest reading
+    PRIMARY KEY (node, gpu_index, minute)
+);
+CREATE INDEX IF NOT EXISTS gpu_minutes_t ON gpu_minutes(t);
+CREATE TABLE IF NOT EXISTS process_minutes (  -- process samples folded per node, GPU, launch and minute
+    node TEXT NOT NULL, gpu_index INTEGER NOT NULL, t REAL NOT NULL, pid INTEGER NOT NULL, handle TEXT,
+    mem_used_bytes INTEGER                       -- the most the launch held at once in the minute
+);
+CREATE INDEX IF NOT EXISTS process_minutes_t ON process_minutes(t);
 CREATE TABLE IF NOT EXISTS telemetry_agents (
     node TEXT PRIMARY KEY, available INTEGER NOT NULL, reason TEXT, interval_s REAL NOT NULL,
     samples INTEGER NOT NULL, dropped INTEGER NOT NULL, cpu_s_per_sample REAL, updated_at REAL NOT NULL

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
+from placement.debt import DebtSettings
 from placement.model import Tier
 from placement.yamlio import Invalid
 
@@ -101,6 +102,14 @@ class SolverSettings(_Strict):
                                               "false builds one variable per job and offer (exact, small instances).")
 
 
+class DebtPolicy(DebtSettings):
+    """When a job counts as inefficient (`placement.debt.DebtSettings`), and what placement does about it."""
+
+    apply_recommendations: bool = Field(False, description=(
+        "Offer a new submission of a flagged job (same team and name) the shape recommended for its latest "
+        "flagged run, as an alternative to its own demands; false: `explain` and `status` only show it."))
+
+
 class Policy(_Strict):
     name: str
     description: str = ""
@@ -127,6 +136,8 @@ class Policy(_Strict):
     downscale: Downscale = Downscale()
     quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
     solver: SolverSettings = SolverSettings()
+    debt: DebtPolicy = Field(default_factory=DebtPolicy, description=(
+        "Computational debt: when a job is flagged as inefficient, and whether its recommendation is applied."))
 
     @model_validator(mode="after")
     def _priorities_non_empty(self) -> Policy:

@@ -6,6 +6,7 @@ and the job's fields), and GPU and process samples as a telemetry agent's draine
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 import placement.cli as cli
 from clouds.energy import grid_intensity, pue
 from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
-from placement.service import Engine, ServiceConfig
+from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
 from placement.store import Intent, JobState, NewJob, Store
 
 GIB = 1024 ** 3
@@ -177,6 +178,89 @@ def test_cli_debt(history, tmp_path: Path, monkeypatch) -> None:
     assert ids["b"] not in table.output
     bad = runner.invoke(cli.app, ["debt", "--since", "a week"])
     assert bad.exit_code == 1 and "--since" in bad.output
+
+
+def test_status_shows_each_jobs_energy_and_carbon_as_debt_works_them_out(history) -> None:
+    engine, ids = history
+    whole = {row["job"]: row for row in engine.debt(since_s=3 * HOUR)["jobs"]}  # every run lies inside
+
+    def figures() -> dict[str, tuple[float | None, float | None]]:
+        return {row["id"]: (row["energy_kwh"], row["carbon_kg"]) for row in engine.status()}
+
+    live = figures()
+    assert live[ids["d"]] == (None, None)  # never ran
+    assert live[ids["a"]] == pytest.approx((0.1 * ONPREM_PUE, 0.1 * ONPREM_PUE * ONPREM_GRID / 1000), abs=1e-4)
+    for key in "abce":
+        assert live[ids[key]] == pytest.approx((whole[ids[key]]["energy_kwh"], whole[ids[key]]["carbon_kg"]),
+                                               abs=1e-4), key
+    assert engine.assess_finished(NOW) == 2  # a and c have finished: their figures are worked out once, and kept
+    assert figures() == live
+    engine.store.compact_telemetry(fold_before=NOW + 60, delete_before=NOW + 60, max_gap_s=60)  # every sample gone
+    gone = figures()
+    assert gone[ids["a"]] == live[ids["a"]]
+    assert gone[ids["e"]][0] == pytest.approx(4 * 0.4 * ONPREM_PUE, abs=1e-4)  # still running: now the curve at 100%
+
+
+def test_status_reads_running_jobs_from_their_checkpoints_and_the_samples_since(history) -> None:
+    engine, ids = history
+    live = {row["id"]: row["energy_kwh"] for row in engine.status()}
+    engine.assess_finished(NOW)  # as a round does: a and c have finished
+    assert engine.checkpoint_usage(NOW) == 3  # b, and e on each of its two nodes
+    assert engine.checkpoint_usage(NOW + 60) == 0  # at most every CHECKPOINT_INTERVAL_S
+    # what came before the checkpoint (SAMPLE_LAG_S ago) is no longer read: without it, e would be at the curve's 100%
+    engine.store.compact_telemetry(fold_before=NOW - SAMPLE_LAG_S - 60, delete_before=NOW - SAMPLE_LAG_S - 60,
+                                   max_gap_s=60)
+    assert {row["id"]: row["energy_kwh"] for row in engine.status()} == pytest.approx(live, abs=1e-4)
+
+
+def test_a_finished_jobs_figures_are_its_checkpoint_and_what_came_after(history) -> None:
+    engine, ids = history
+    engine.checkpoint_usage(NOW)
+    engine.store.update_job(ids["b"], NOW + 600, event="succeeded", state=JobState.SUCCEEDED, finished_at=NOW + 600)
+    b = engine.store.job(ids["b"])
+    whole = engine._debt_report([b], b.started_at, NOW + 600)[0].total  # every sample read
+    engine.assess_finished(NOW + 600)
+    stored = engine.store.job_usage([b.id])[b.id]
+    assert dataclasses.astuple(stored) == pytest.approx((whole.allocated_gpu_hours, whole.utilized_gpu_hours,
+                                                         whole.debt_usd, whole.energy_kwh, whole.carbon_kg), rel=1e-9)
+    assert engine.store.usage_checkpoints([b.handle]) == {}  # final figures replace the checkpoint
+
+
+def test_cli_status_has_energy_and_carbon_columns_and_totals(history, monkeypatch) -> None:
+    engine, ids = history
+    monkeypatch.setattr(cli, "_service", lambda address: engine)
+    monkeypatch.setattr(cli, "_ask", lambda method, *args: json.loads(json.dumps(method(*args))))
+    result = CliRunner().invoke(cli.app, ["status"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "kWh" in result.output and "kg CO2e" in result.output
+    rows = engine.status()
+    assert f"{sum(r['energy_kwh'] or 0 for r in rows):,.3f} kWh" in result.output
+    assert f"{sum(r['carbon_kg'] or 0 for r in rows):,.3f} kg CO2e" in result.output
+    assert f"{rows[0]['energy_kwh']:,.3f}" in result.output
+
+
+def test_team_figures_for_the_dashboard(history) -> None:
+    engine, _ = history
+    teams = engine.team_debt(window_s=HOUR)
+    assert set(teams) == {"nlp"}  # vision's only job ended an hour ago
+    nlp = teams["nlp"]
+    assert nlp.utilized_gpus == pytest.approx(0.9 + 0.5 + 0.5)  # b busy on one GPU at 90%; e on two at 50%
+    assert nlp.debt_usd == pytest.approx((2 - 0.9) * 4 + (2 - 1.0) * 3)  # b and e: 2 GPU-hours each in the hour
+    last_hour = {row["team"]: row for row in engine.debt(since_s=HOUR)["teams"]}["nlp"]
+    assert (nlp.energy_kwh, nlp.carbon_kg) == pytest.approx((last_hour["energy_kwh"], last_hour["carbon_kg"]),
+                                                            abs=1e-4)
+
+
+def test_flag_thresholds_come_from_the_policy(history, tmp_path: Path) -> None:
+    engine, ids = history
+    assert {f["kind"] for f in engine.explain(ids["a"])["efficiency"]["flags"]} == {"LowUtilization",
+                                                                                    "OversizedGpuMemory"}
+    policy = tmp_path / "patient.yaml"
+    policy.write_text("name: patient\ndebt:\n  low_utilization_window_s: 7200\n  memory_fraction: 0.1\n")
+    patient = Engine(dataclasses.replace(engine.config, policy=str(policy)), {}, clock=lambda: NOW)
+    assert patient.policy.debt.low_utilization_window_s == 7200
+    assert patient.explain(ids["a"])["efficiency"]["flags"] == []  # observed 1 h, under the policy's 2 h
+    assert {row["job"]: row["flags"] for row in patient.debt()["jobs"]}[ids["a"]] == []
 
 
 def test_store_reads_samples_in_a_window(tmp_path: Path) -> None:

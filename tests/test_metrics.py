@@ -19,7 +19,7 @@ from placement import metrics
 from placement.metrics import EXPORTED
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "configs" / "dashboards"
-OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le"}
+OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le", "window"}
 
 ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                pending_by_reason={"OverQuota": 3, "WaitingForCapacity": 2},
@@ -36,6 +36,11 @@ ROUND_2 = dict(round_seconds=2.0, solve_seconds=1.5,
                spend_rate_by_scope={"global": 3.0},
                cap_by_scope={},
                jobs_by_state={"pending": 1, "running": 5})
+DEBT_1 = dict(window="1h", utilized_gpus_by_team={"nlp": 1.9, "vision": 0.2},
+              debt_usd_by_team={"nlp": 7.4, "vision": 3.2}, energy_kwh_by_team={"nlp": 1.25, "vision": 0.12},
+              carbon_kg_by_team={"nlp": 0.5, "vision": 0.03})
+DEBT_2 = dict(window="1h", utilized_gpus_by_team={"nlp": 2.5}, debt_usd_by_team={"nlp": 6.0},
+              energy_kwh_by_team={"nlp": 1.5}, carbon_kg_by_team={"nlp": 0.6})
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 
@@ -60,6 +65,9 @@ class Recorder:
 
     def error(self, provider: str, kind: str) -> None:
         self.service_metrics.record_reconciler_error(provider, kind)
+
+    def debt(self, values: dict) -> None:
+        self.service_metrics.record_debt(**values)
 
 
 def scrape(url: str, worker_id: str) -> dict[Series, float]:
@@ -96,7 +104,8 @@ def recorder(ray_cluster):
 def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
     actor, url, worker_id = recorder
     ray.get([actor.round.remote(ROUND_1), actor.error.remote("aws", "launch"),
-             actor.error.remote("aws", "launch"), actor.error.remote("onprem", "terminate")], timeout=30)
+             actor.error.remote("aws", "launch"), actor.error.remote("onprem", "terminate"),
+             actor.debt.remote(DEBT_1)], timeout=30)
     expected = {
         series("ray_placement_pending_jobs", reason="OverQuota"): 3.0,
         series("ray_placement_pending_jobs", reason="WaitingForCapacity"): 2.0,
@@ -119,6 +128,12 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_reconciler_errors_total", provider="aws", kind="launch"): 2.0,
         series("ray_placement_reconciler_errors_total", provider="onprem", kind="terminate"): 1.0,
         series("ray_placement_downscale_actions_total", action="stop", team="nlp"): 2.0,
+        series("ray_placement_gpus_utilized", team="nlp"): 1.9,
+        series("ray_placement_gpus_utilized", team="vision"): 0.2,
+        series("ray_placement_debt_usd", team="nlp", window="1h"): 7.4,
+        series("ray_placement_debt_usd", team="vision", window="1h"): 3.2,
+        series("ray_placement_energy_kwh", team="nlp", window="1h"): 1.25,
+        series("ray_placement_carbon_kg", team="vision", window="1h"): 0.03,
     }
     found = scrape_until(url, worker_id, expected)
     assert {key: found.get(key) for key in expected} == expected
@@ -129,8 +144,12 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
     assert uncapped is None or math.isnan(uncapped)  # no cap is not a cap of 0
     assert {name for name, _ in found} == set(EXPORTED)
 
-    ray.get(actor.round.remote(ROUND_2), timeout=30)
+    ray.get([actor.round.remote(ROUND_2), actor.debt.remote(DEBT_2)], timeout=30)
     expected = {
+        series("ray_placement_gpus_utilized", team="nlp"): 2.5,
+        series("ray_placement_gpus_utilized", team="vision"): 0.0,  # no longer reported: zeroed
+        series("ray_placement_debt_usd", team="nlp", window="1h"): 6.0,
+        series("ray_placement_debt_usd", team="vision", window="1h"): 0.0,
         series("ray_placement_pending_jobs", reason="OverQuota"): 1.0,
         series("ray_placement_pending_jobs", reason="WaitingForCapacity"): 0.0,  # gone from round 2: zeroed
         series("ray_placement_jobs", state="running"): 5.0,
@@ -168,6 +187,8 @@ def test_gauges_are_set_again_between_rounds(monkeypatch):
     service_metrics = metrics.ServiceMetrics(refresh_seconds=0.05)
     service_metrics.record_round(**ROUND_1)
     service_metrics.record_round(**ROUND_2)
+    service_metrics.record_debt(**DEBT_1)
+    service_metrics.record_debt(**DEBT_2)
     sets.clear()
     time.sleep(0.3)
     service_metrics.close()
@@ -177,6 +198,8 @@ def test_gauges_are_set_again_between_rounds(monkeypatch):
     assert refreshed[("placement_gpus_allocated", (("team", "nlp"), ("tier", "public")))] == 0.0
     assert refreshed[("placement_last_round_seconds", ())] == 2.0
     assert math.isnan(refreshed[("placement_spend_cap_usd_per_hour", (("scope", "global"),))])
+    assert refreshed[("placement_debt_usd", (("team", "nlp"), ("window", "1h")))] == 6.0
+    assert refreshed[("placement_gpus_utilized", (("team", "vision"),))] == 0.0
     assert sets.count(("placement_last_round_seconds", (), 2.0)) >= 2  # re-set on a timer, not once
 
     time.sleep(0.1)  # a refresh already under way when close() was called

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from placement.debt import DebtSettings
 from placement.model import Demand, Job, Offer, ReasonCode, Sharing, Snapshot, Tier
 from placement.solve import solve_round
 from placement.spend import Accrued, effective_rate_limits, rate_caps
@@ -79,6 +80,39 @@ def test_downscale_defaults():
 @pytest.mark.parametrize("name", builtin_policy_names())
 def test_builtin_policies_still_load(name):
     assert load_policy(name).name == name
+
+
+# ------------------------------------------------------------------------------------------ debt section
+
+
+def test_the_debt_section_defaults_to_the_accountings_defaults():
+    debt = Policy(name="t").debt
+    assert DebtSettings.model_validate(debt.model_dump(exclude={"apply_recommendations"})) == DebtSettings()
+    assert debt.apply_recommendations is False
+    assert all(load_policy(name).debt == debt for name in builtin_policy_names())
+
+
+def test_debt_thresholds_load_from_a_file(tmp_path):
+    path = write_policy(tmp_path, "name: t\ndebt:\n  low_utilization: 0.1\n  recommendable_gpus: [t4, l4]\n"
+                                  "  apply_recommendations: true\n")
+    debt = load_policy(path).debt
+    assert (debt.low_utilization, debt.recommendable_gpus, debt.apply_recommendations) == (0.1, ("T4", "L4"), True)
+    assert debt.low_utilization_window_s == DebtSettings().low_utilization_window_s
+
+
+def test_bad_debt_settings_are_refused_with_their_lines(tmp_path):
+    path = write_policy(tmp_path, "name: t\ndebt:\n  low_utilization: 1.5\n  memory_headroom: 0.9\n"
+                                  "  recommendable_gpus: [T4, L4x]\n  apply_recommendations: maybe\n  colour: red\n")
+    with pytest.raises(ConfigError) as err:
+        load_policy(path)
+    lines = str(err.value).splitlines()
+    expected = {3: ("debt.low_utilization", "less than or equal to 1"),
+                4: ("debt.memory_headroom", "greater than"),
+                5: ("debt.recommendable_gpus", "Did you mean 'L4'?"),
+                6: ("debt.apply_recommendations", "true or false"),
+                7: ("debt.colour", "unknown field")}
+    for line, (field, words) in expected.items():
+        assert any(text.startswith(f"{path}:{line}: {field}") and words in text for text in lines), (line, lines)
 
 
 # ---------------------------------------------------------------------------------------------- placement

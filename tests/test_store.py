@@ -67,3 +67,30 @@ def test_spend_accrues_per_job(tmp_path):
 def test_each_store_has_its_own_identity(tmp_path):
     one, two = Store(tmp_path / "1.db"), Store(tmp_path / "2.db")
     assert one.uid != two.uid and Store(tmp_path / "1.db").uid == one.uid
+
+
+def test_a_store_from_before_debt_bookkeeping_gains_its_tables(tmp_path):
+    from clouds.telemetry import Batch, GpuSample
+    from placement.debt import FlagKind, Recommendation, SimilarJobFlag
+    from placement.store import JobUsageRecord
+
+    store = Store(tmp_path / "p.db")
+    store.add_telemetry(Batch((GpuSample("n", 0, 0.0, 50.0, 0.0, 0, 1, None),), (), 0))
+    [job_id] = store.add_jobs([new("a")], now=0.0, batch="b")
+    store.close()
+    old = sqlite3.connect(tmp_path / "p.db")  # as a store written before them: no such tables or index
+    for table in ("job_usage", "recommendations", "gpu_minutes", "process_minutes"):
+        old.execute(f"DROP TABLE {table}")
+    old.execute("DROP INDEX gpu_samples_node_t")
+    old.commit()
+    old.close()
+
+    store = Store(tmp_path / "p.db")
+    record = store.job(job_id)
+    flag = SimilarJobFlag(job_id, FlagKind.NO_GPU_USE, "idle", Recommendation(None, 0.0, "run on CPU only"), "T4", None)
+    store.record_assessment(record, JobUsageRecord(1.0, 0.0, 0.5, 0.07, 0.03), [flag], now=5.0)
+    assert store.recommendations() == {("nlp", "a"): [flag]}
+    assert store.job_usage([job_id, "other"]) == {job_id: JobUsageRecord(1.0, 0.0, 0.5, 0.07, 0.03)}
+    assert store.gpu_minutes(0, 10) == [] and len(store.gpu_samples(0, 10)) == 1
+    indexes = {r[1] for r in sqlite3.connect(tmp_path / "p.db").execute("PRAGMA index_list(gpu_samples)")}
+    assert "gpu_samples_node_t" in indexes
