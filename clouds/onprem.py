@@ -12,14 +12,18 @@ handle, the entrypoint label selector pins it to the chosen node by Ray's own
 `ray.io/node-id` label, and entrypoint resources reserve its GPUs, CPUs and
 memory there (Ray then sets CUDA_VISIBLE_DEVICES for its GPUs; a job with no
 GPUs gets an empty CUDA_VISIBLE_DEVICES so it cannot see the node's GPUs).
+A multi-node job's driver instead reserves every chosen node with a placement
+group and runs the script on each (clouds/gang.py).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from typing import Any
 
+from clouds import gang
 from clouds.base import LaunchError, LaunchRequest, Observation, WorkStatus
 from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
 from clouds.inventory import Inventory, amortised_price_per_hour
@@ -95,16 +99,16 @@ class RayNodesProvider:
                 region=facts.region if facts else None,
                 gco2_per_kwh=facts.gco2_per_kwh if facts else None,
                 gpu_watts=(facts.gpu_watts if facts else None) or (gpu_tdp_watts(gpu) if gpu else None),
-                labels=((NODE_ID_LABEL, node["NodeID"]),)))
+                labels=facts.labels if facts else ()))  # not the node id: identical nodes must group for gangs
         return offers
 
     def launch(self, request: LaunchRequest) -> None:
         placement = request.placement
-        node_id = self._node_ids.get(placement.nodes[0]) if placement.nodes else None
-        if node_id is None:
+        node_ids = [self._node_ids.get(name) for name in placement.nodes]
+        if not node_ids or None in node_ids:
             self._alive()
-            node_id = self._node_ids.get(placement.nodes[0]) if placement.nodes else None
-        if node_id is None:
+            node_ids = [self._node_ids.get(name) for name in placement.nodes]
+        if not node_ids or None in node_ids:
             raise LaunchError(f"node {placement.target} is not in the Ray cluster (any more)")
         if self._exists(request.handle):
             return
@@ -114,15 +118,21 @@ class RayNodesProvider:
             env["CUDA_VISIBLE_DEVICES"] = ""
         env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
                     HANDLE_ENV: request.handle})  # attributes the job's Ray tasks and actors too
+        memory = int(placement.memory_gb_per_node * _GIB)
+        if len(node_ids) == 1:  # the entrypoint's own resources hold the node
+            command, held = entrypoint(spec), {
+                "entrypoint_num_gpus": placement.gpus_per_node or None,
+                "entrypoint_num_cpus": placement.cpus_per_node or None, "entrypoint_memory": memory or None}
+        else:  # a placement group, made by the driver, holds every node (clouds/gang.py)
+            command, held = f"python -m clouds.gang {shlex.quote(script(spec))}", {}
+            env.update({gang.NODE_IDS_ENV: ",".join(node_ids), gang.BUNDLE_ENV: json.dumps(
+                gang.bundle(placement.gpus_per_node, placement.cpus_per_node, memory))})
         try:
             self._client.submit_job(
-                entrypoint=entrypoint(spec), submission_id=request.handle,
+                entrypoint=command, submission_id=request.handle,
                 runtime_env={"env_vars": env},
                 metadata={**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt)},
-                entrypoint_num_gpus=placement.gpus_per_node or None,
-                entrypoint_num_cpus=placement.cpus_per_node or None,
-                entrypoint_memory=int(placement.memory_gb_per_node * _GIB) or None,
-                entrypoint_label_selector={NODE_ID_LABEL: node_id})
+                entrypoint_label_selector={NODE_ID_LABEL: node_ids[0]}, **held)
         except Exception as exc:  # the SDK raises RuntimeError with the HTTP body; a race may mean it exists
             if self._exists(request.handle):
                 return
@@ -165,7 +175,10 @@ class RayNodesProvider:
         return self._client.get_job_logs(handle)
 
 
+def script(spec: dict[str, Any]) -> str:
+    """`setup` then `run`, as one bash script that stops at the first failing command."""
+    return "\n".join(["set -e", *(part for part in (spec.get("setup"), spec.get("run")) if part)])
+
+
 def entrypoint(spec: dict[str, Any]) -> str:
-    """`setup` then `run`, in one bash script that stops at the first failing command."""
-    script = "\n".join(["set -e", *(part for part in (spec.get("setup"), spec.get("run")) if part)])
-    return "bash -c " + shlex.quote(script)
+    return "bash -c " + shlex.quote(script(spec))

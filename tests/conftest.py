@@ -26,10 +26,12 @@ SKY_RUNTIME = Path(tempfile.mkdtemp(prefix="placement-sky-"))
 os.environ.update({"SKY_RUNTIME_DIR": str(SKY_RUNTIME), "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"})
 install_catalogs()
 
+# Memory is given, not detected: Ray would give each node a different share of this machine's memory, and
+# the two A100 nodes would no longer be identical (a two-node job needs two nodes of one shape).
 SIMULATED_NODES = {
-    "a100-0": {"num_cpus": 8, "num_gpus": 8, "resources": {"accelerator_type:A100-80GB": 1}},
-    "a100-1": {"num_cpus": 8, "num_gpus": 8, "resources": {"accelerator_type:A100-80GB": 1}},
-    "t4-0": {"num_cpus": 4, "num_gpus": 4, "resources": {"accelerator_type:T4": 1}},
+    "a100-0": {"num_cpus": 8, "num_gpus": 8, "memory": 32 * 1024 ** 3, "resources": {"accelerator_type:A100-80GB": 1}},
+    "a100-1": {"num_cpus": 8, "num_gpus": 8, "memory": 32 * 1024 ** 3, "resources": {"accelerator_type:A100-80GB": 1}},
+    "t4-0": {"num_cpus": 4, "num_gpus": 4, "memory": 16 * 1024 ** 3, "resources": {"accelerator_type:T4": 1}},
 }
 
 

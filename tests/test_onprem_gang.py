@@ -1,0 +1,61 @@
+"""Multi-node on-prem jobs on the shared simulated cluster: Ray holds every chosen node, the script runs on each."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import ray
+from ray.util import placement_group_table
+
+from placement.actor import PlacementService
+from placement.service import ServiceConfig
+from tests.test_service import docs, ray_job, rounds_until
+
+TWO_NODE = {"name": "ddp", "num_nodes": 2, "resources": {"accelerators": "A100-80GB:8", "cpus": 2},
+            "run": 'echo "rank=$SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES ips=$(echo $SKYPILOT_NODE_IPS | wc -w) '
+                   'gpus=$CUDA_VISIBLE_DEVICES"',
+            "placement": {"team": "nlp", "priority": "critical", "tiers": ["onprem"], "expected_hours": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster, tmp_path_factory):
+    config = ServiceConfig(store_path=str(tmp_path_factory.mktemp("gang") / "placement.db"),
+                           round_interval_s=None, catalogs=(), dashboard_url=ray_cluster.webui_url)
+    actor = PlacementService.options(name=f"gang-{uuid.uuid4().hex[:6]}", namespace="placement-tests",
+                                     lifetime="detached").remote(config)
+    yield actor
+    ray.kill(actor, no_restart=True)
+
+
+def _group(name: str) -> dict:
+    [group] = [g for g in placement_group_table().values() if g["name"] == name]
+    return group
+
+
+def test_a_two_node_job_holds_both_nodes_and_runs_a_rank_on_each(ray_cluster, service):
+    [job_id] = ray.get(service.submit.remote(docs(TWO_NODE), uuid.uuid4().hex))
+    row = rounds_until(service, job_id, {"succeeded", "failed"})
+    assert row["state"] == "succeeded", (row["reason_code"], row["reason"])
+    assert sorted(row["nodes"]) == ["a100-0", "a100-1"]
+    assert ray_job(ray_cluster, row["handle"]).driver_node_id == ray_cluster.simulated[row["nodes"][0]].node_id
+    # Ray itself held all 8 GPUs of both nodes (not only the driver's), one bundle per node, named by the handle;
+    # the group fate-shared with the driver, so both nodes are free again.
+    group = _group(row["handle"])
+    assert set(group["bundles_to_node_id"].values()) == {
+        ray_cluster.simulated[name].node_id for name in ("a100-0", "a100-1")}
+    assert [b.get("GPU") for b in group["bundles"].values()] == [8.0, 8.0]
+    assert group["state"] == "REMOVED"
+    logs = ray.get(service.logs.remote(job_id))
+    for rank in (0, 1):
+        line = next(line for line in logs.splitlines() if f"rank={rank} of 2" in line)
+        assert "ips=2" in line and len(line.split("gpus=")[1].split(",")) == 8
+
+
+def test_a_failing_rank_fails_the_job(ray_cluster, service):
+    spec = {**TWO_NODE, "run": '[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 3; echo fine'}
+    [job_id] = ray.get(service.submit.remote(docs(spec), uuid.uuid4().hex))
+    row = rounds_until(service, job_id, {"succeeded", "failed"})
+    assert row["state"] == "failed", row
+    logs = ray.get(service.logs.remote(job_id))
+    assert "rank 1 exited with 3" in logs and "(rank 0) fine" in logs
