@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -31,6 +32,7 @@ NODE_IDS_ENV = "PLACEMENT_NODE_IDS"  # comma-separated Ray node ids, rank order
 BUNDLE_ENV = "PLACEMENT_BUNDLE"  # JSON: the Ray resources of one node's share, e.g. {"GPU": 8, "CPU": 16}
 NODE_ID_LABEL = "ray.io/node-id"
 READY_TIMEOUT_S = 300.0
+STOP_WAIT_S = 2.0  # Ray's `job stop` sends SIGKILL 3 s after SIGTERM
 
 
 def bundle(gpus: float, cpus: float, memory_bytes: int) -> dict[str, float]:
@@ -41,13 +43,30 @@ def bundle(gpus: float, cpus: float, memory_bytes: int) -> dict[str, float]:
 
 
 def _run_rank(script: str, env: dict[str, str]) -> tuple[int, str]:
-    """One rank: the script in bash with the rank's environment over the worker's (Ray's CUDA_VISIBLE_DEVICES)."""
-    done = subprocess.run(["bash", "-c", script], env={**os.environ, **env}, capture_output=True, text=True)
-    return done.returncode, done.stdout + done.stderr
+    """One rank: the script in bash with the rank's environment over the worker's (Ray's CUDA_VISIBLE_DEVICES).
+
+    The script runs in its own process group, killed whatever way the task
+    ends (done, failed, cancelled): Ray kills only a worker's direct children,
+    and processes left behind would hold GPUs the engine counts as free.
+    """
+    process = subprocess.Popen(["bash", "-c", script], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate()
+        return process.returncode, output
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run(script: str, node_ids: list[str], resources: dict[str, float], name: str = "") -> int:
-    """Reserve the nodes (a group named `name`, the launch handle), run every rank, return the first failure."""
+    """Reserve the nodes (a group named `name`, the launch handle), run every rank, return the first failure.
+
+    Ranks are not retried (a retry would wait for its pinned node forever);
+    the first failure cancels the other ranks, and so does a stop (SIGTERM).
+    """
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -63,21 +82,39 @@ def run(script: str, node_ids: list[str], resources: dict[str, float], name: str
         return 1
     ips = _node_ips(node_ids)
     task_resources: dict[str, Any] = {"num_gpus": resources.get("GPU", 0), "num_cpus": resources.get("CPU", 0),
-                                      "memory": resources.get("memory", 0) or None}
+                                      "memory": resources.get("memory", 0) or None, "max_retries": 0}
     remote = ray.remote(_run_rank)
-    ranks = [remote.options(**task_resources, scheduling_strategy=PlacementGroupSchedulingStrategy(
+    ranks = {remote.options(**task_resources, scheduling_strategy=PlacementGroupSchedulingStrategy(
         group, placement_group_bundle_index=rank)).remote(script, {
             "SKYPILOT_NODE_RANK": str(rank), "SKYPILOT_NUM_NODES": str(len(node_ids)),
-            "SKYPILOT_NODE_IPS": "\n".join(ips), "SKYPILOT_NUM_GPUS_PER_NODE": f"{resources.get('GPU', 0):g}"})
-        for rank in range(len(node_ids))]
-    status = 0
-    for rank, (code, output) in enumerate(ray.get(ranks)):
-        for line in output.splitlines():
-            print(f"(rank {rank}) {line}")
-        if code and not status:
-            print(f"gang: rank {rank} exited with {code}", file=sys.stderr)
-            status = code
+            "SKYPILOT_NODE_IPS": "\n".join(ips), "SKYPILOT_NUM_GPUS_PER_NODE": f"{resources.get('GPU', 0):g}"}): rank
+        for rank in range(len(node_ids))}
+    signal.signal(signal.SIGTERM, _stopped)
+    pending, status = list(ranks), 0
+    try:
+        while pending:
+            [done], pending = ray.wait(pending, num_returns=1)
+            try:
+                code, output = ray.get(done)
+            except ray.exceptions.RayError as exc:  # its node died, or the worker did
+                code, output = 1, str(exc)
+            for line in output.splitlines():
+                print(f"(rank {ranks[done]}) {line}")
+            if code and not status:
+                print(f"gang: rank {ranks[done]} exited with {code}", file=sys.stderr)
+                status = code
+                break
+    finally:
+        for ref in pending:  # a failed rank or a stop: the others would wait for it forever (NCCL)
+            ray.cancel(ref)
+        if pending:
+            ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S)
     return status
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """`ray job stop` sends SIGTERM: leave the wait so the ranks are cancelled before Ray's SIGKILL."""
+    raise SystemExit(128 + signum)
 
 
 def _node_ips(node_ids: list[str]) -> list[str]:

@@ -32,6 +32,7 @@ from placement.model import Offer, Sharing, Tier
 
 NODE_LABEL = "placement.node"
 NODE_ID_LABEL = "ray.io/node-id"
+GANG_NODES = "gang_node_ids"  # job metadata of a multi-node job: the Ray node ids it holds
 _GIB = 1024 ** 3
 
 _RAY_STATUS = {
@@ -119,20 +120,21 @@ class RayNodesProvider:
         env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
                     HANDLE_ENV: request.handle})  # attributes the job's Ray tasks and actors too
         memory = int(placement.memory_gb_per_node * _GIB)
+        metadata = {**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt)}
         if len(node_ids) == 1:  # the entrypoint's own resources hold the node
             command, held = entrypoint(spec), {
                 "entrypoint_num_gpus": placement.gpus_per_node or None,
                 "entrypoint_num_cpus": placement.cpus_per_node or None, "entrypoint_memory": memory or None}
         else:  # a placement group, made by the driver, holds every node (clouds/gang.py)
             command, held = f"python -m clouds.gang {shlex.quote(script(spec))}", {}
+            metadata[GANG_NODES] = ",".join(node_ids)  # observe: the job is lost when any of them dies
             env.update({gang.NODE_IDS_ENV: ",".join(node_ids), gang.BUNDLE_ENV: json.dumps(
                 gang.bundle(placement.gpus_per_node, placement.cpus_per_node, memory))})
         try:
             self._client.submit_job(
                 entrypoint=command, submission_id=request.handle,
                 runtime_env={"env_vars": env},
-                metadata={**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt)},
-                entrypoint_label_selector={NODE_ID_LABEL: node_ids[0]}, **held)
+                metadata=metadata, entrypoint_label_selector={NODE_ID_LABEL: node_ids[0]}, **held)
         except Exception as exc:  # the SDK raises RuntimeError with the HTTP body; a race may mean it exists
             if self._exists(request.handle):
                 return
@@ -155,9 +157,10 @@ class RayNodesProvider:
                 result[handle] = Observation(WorkStatus.MISSING, "Ray knows no job by this id")
                 continue
             status = _RAY_STATUS.get(str(info.status).split(".")[-1], WorkStatus.RUNNING)
-            node = getattr(info, "driver_node_id", None)
-            if status in (WorkStatus.STARTING, WorkStatus.RUNNING, WorkStatus.FAILED) and node and node not in alive:
-                result[handle] = Observation(WorkStatus.LOST, f"node {node[:12]} died" +
+            nodes = [getattr(info, "driver_node_id", None), *((info.metadata or {}).get(GANG_NODES, "").split(","))]
+            dead = next((node for node in nodes if node and node not in alive), None)
+            if status in (WorkStatus.STARTING, WorkStatus.RUNNING, WorkStatus.FAILED) and dead:
+                result[handle] = Observation(WorkStatus.LOST, f"node {dead[:12]} died" +
                                              (f": {info.message}" if info.message else ""))
             else:
                 result[handle] = Observation(status, info.message or "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
@@ -59,3 +61,31 @@ def test_a_failing_rank_fails_the_job(ray_cluster, service):
     assert row["state"] == "failed", row
     logs = ray.get(service.logs.remote(job_id))
     assert "rank 1 exited with 3" in logs and "(rank 0) fine" in logs
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_cancelling_a_gang_kills_every_ranks_processes_and_frees_the_nodes(ray_cluster, service, tmp_path):
+    # Each rank's script leaves a child (sleep) behind it: Ray alone would kill neither across a stop.
+    spec = {**TWO_NODE, "run": f'echo $$ > {tmp_path}/rank$SKYPILOT_NODE_RANK.pid; sleep 300'}
+    [job_id] = ray.get(service.submit.remote(docs(spec), uuid.uuid4().hex))
+    pid_files = [tmp_path / f"rank{rank}.pid" for rank in (0, 1)]
+    deadline = time.time() + 90
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.time() < deadline, "the ranks did not start"
+        ray.get(service.run_round.remote(), timeout=60)
+        time.sleep(0.5)
+    pids = [int(p.read_text()) for p in pid_files]
+    assert all(_group_alive(pid) for pid in pids)
+    assert ray.get(service.cancel.remote([job_id])) == [job_id]
+    handle = ray.get(service.status.remote(job_id))[0]["handle"]
+    deadline = time.time() + 30
+    while any(_group_alive(pid) for pid in pids) or _group(handle)["state"] != "REMOVED":
+        assert time.time() < deadline, ([_group_alive(pid) for pid in pids], _group(handle)["state"])
+        time.sleep(0.5)
