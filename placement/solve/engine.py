@@ -31,7 +31,7 @@ from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
 
 POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build time (benchmarks/placement_scale.py)
-MIN_LP_SECONDS = 0.5  # the relaxation always gets this long, even past the deadline: without it, only the greedy
+MIN_LP_SHARE = 0.25  # the relaxation always gets this share of the time limit, even past the deadline
 
 
 class Chosen(NamedTuple):
@@ -127,9 +127,11 @@ def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[fl
     settings = policy.solver
     program = formulation.program
     relaxed = milp.solve(program, integer=False, backend=settings.backend,
-                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SECONDS))
+                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SHARE * settings.time_limit_s))
     if relaxed.values is None:
         return None, relaxed.status, None
+    if not relaxed.optimal:  # stopped early: its point is feasible, but its objective bounds nothing
+        return relaxed.values, f"LP stopped early ({relaxed.status})", None
     floored = [math.floor(v + 1e-6) for v in relaxed.values]
     if all(abs(v - f) < 1e-6 for v, f in zip(relaxed.values, floored)):
         return relaxed.values, "Optimal (LP integral)", relaxed.objective
