@@ -28,8 +28,9 @@ from clouds.inventory import load_inventory
 from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
-from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Rightsizing, SimilarJobFlag, Usage,
-                            account, flags_for, rightsize, shape, usage_series)
+from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
+                            flags_for, usage_series)
+from placement.rightsizing import Rightsizing, SimilarJobFlag, rightsize, shape
 from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve.downscale import DownscaleAction
@@ -46,6 +47,8 @@ from policies import load_policy
 log = logging.getLogger(__name__)
 
 COMPACTION_INTERVAL_S = 3600.0  # telemetry is folded and expired at most this often
+COMPACTION_CHUNK_S = 3600.0  # a backlog is folded this much sample time per transaction...
+COMPACTION_BUDGET_S = 1.0  # ...for at most about this long per round
 _COMPACTED_AT = "telemetry_compacted_at"  # store meta: when the last compaction ran (engine clock)
 CHECKPOINT_INTERVAL_S = 600.0  # running launches' usage is checkpointed at most this often...
 SAMPLE_LAG_S = 300.0  # ...up to this long ago: samples still on their way (a drain left for a later round) count
@@ -228,11 +231,22 @@ class Engine:
 
     def _rightsized(self, record: JobRecord, similar: dict[tuple[str, str], list[SimilarJobFlag]]
                     ) -> tuple[Job, tuple[Rightsizing, ...]]:
-        """The job with the alternatives its similar jobs' flags bring (`placement.debt.rightsize`), and notes."""
+        """The job with the alternatives its similar jobs' flags bring (`placement.rightsizing.rightsize`), and notes."""
         flags = [f for f in similar.get((record.team, record.name), ()) if f.job_id != record.id]
         if not flags:
             return self._parsed(record), ()
-        return rightsize(self._parsed(record), flags, self.policy.debt, self.policy.debt.apply_recommendations)
+        try:
+            return rightsize(self._parsed(record), flags, self.policy.debt, self.policy.debt.apply_recommendations)
+        except Exception:  # a recommendation that cannot be applied must not keep the job (or the round) from placing
+            log.exception("rightsizing %s from similar jobs' flags failed; placing it as submitted", record.id)
+            return self._parsed(record), ()
+
+    def _recommendations(self) -> dict[tuple[str, str], list[SimilarJobFlag]]:
+        try:
+            return self.store.recommendations()
+        except Exception:  # an unreadable row must not stop placement
+            log.exception("reading similar jobs' recommendations failed; placing without them")
+            return {}
 
     def _job(self, record: JobRecord, now: float, similar: dict[tuple[str, str], list[SimilarJobFlag]]) -> Job:
         job, _ = self._rightsized(record, similar)
@@ -243,12 +257,11 @@ class Engine:
         self.reconciler.observe()
         self.scale_services()
         now = self.clock()
-        try:  # the debt bookkeeping observes; it never stops placement
-            self.assess_finished(now)
-            self.checkpoint_usage(now)
-            self.compact_telemetry(now)
-        except Exception:
-            log.exception("computational debt bookkeeping failed")
+        for step in (self.assess_finished, self.checkpoint_usage, self.compact_telemetry):
+            try:  # the debt bookkeeping observes; it never stops placement, and one step never stops another
+                step(now)
+            except Exception:
+                log.exception("computational debt bookkeeping (%s) failed", step.__name__)
         self.caps.reprice(now)
         check = self.caps.check(self.policy, now)
         downscaled = check.plan.actions if check.plan is not None else ()
@@ -284,7 +297,7 @@ class Engine:
         # the hysteresis left (and restart it from its checkpoint for nothing).
         stopped_now = {a.job_id for a in downscaled}
         placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
-        similar = self.store.recommendations()
+        similar = self._recommendations()
         snapshot = Snapshot(jobs=tuple(self._job(r, now, similar) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
@@ -332,7 +345,7 @@ class Engine:
         records = [r for r in [self.store.job(job_id)] if r] if job_id else self.store.jobs(team=team)
         now = self.clock()
         usage = self._usage(records, now)
-        similar = self.store.recommendations()
+        similar = self._recommendations()
         return [_status_row(r, now, self.store.spent(r.id), usage.get(r.id),
                             [] if r.state.terminal else [n.note for n in self._rightsized(r, similar)[1]])
                 for r in records]
@@ -362,7 +375,7 @@ class Engine:
         efficiency = self.efficiency(record)
         if efficiency is not None:
             answer["efficiency"] = efficiency
-        _, rightsizing = self._rightsized(record, self.store.recommendations())
+        _, rightsizing = self._rightsized(record, self._recommendations())
         answer["rightsizing"] = [
             {"similar_job": n.flag.job_id, "kind": n.flag.kind.value, "reason": n.flag.reason,
              "recommendation": n.flag.recommendation.text,
@@ -459,11 +472,12 @@ class Engine:
         per_node = {a.handle for a in allocations if a.handle not in handles}  # `<handle>@<node>` of multi-node jobs
         nodes = {a.node for a in allocations}
         gap = self.policy.debt.max_sample_gap_s
-        return _Telemetry(
-            self.store.gpu_samples(since - gap, until, nodes) if nodes else [],
-            self.store.gpu_minutes(since, until, nodes) if nodes else [],
-            [dataclasses.replace(p, handle=f"{p.handle}@{p.node}") if f"{p.handle}@{p.node}" in per_node else p
-             for p in (self.store.process_samples(since, until, handles) if handles else [])])
+        with self.store.consistent_reads():  # a compaction between the reads would return samples twice
+            return _Telemetry(
+                self.store.gpu_samples(since - gap, until, nodes) if nodes else [],
+                self.store.gpu_minutes(since, until, nodes) if nodes else [],
+                [dataclasses.replace(p, handle=f"{p.handle}@{p.node}") if f"{p.handle}@{p.node}" in per_node else p
+                 for p in (self.store.process_samples(since, until, handles) if handles else [])])
 
     def _run_usage(self, records: list[JobRecord], until: float) -> list[JobUsage]:
         """Each launch's usage from its start up to `until`: its checkpoint (`checkpoint_usage`) plus what the
@@ -532,7 +546,9 @@ class Engine:
         for record in records:
             end = record.finished_at if record.finished_at is not None else record.updated_at
             parts = self._run_usage([record], end)
-            flags = [flag for part in parts for flag in flags_for(part, self.policy.debt)]
+            # A failed run's figures describe how it failed, not what the job needs: it recommends nothing.
+            flags = [] if record.state is JobState.FAILED else [
+                flag for part in parts for flag in flags_for(part, self.policy.debt)]
             self.store.record_assessment(record, _usage_record(parts), _similar_flags(parts, flags), now)
         return len(records)
 
@@ -556,11 +572,21 @@ class Engine:
         last = self.store.meta(_COMPACTED_AT)
         if last is not None and now - float(last) < COMPACTION_INTERVAL_S:
             return None
-        done = self.store.compact_telemetry(now - self.config.telemetry_raw_retention_s,
-                                            now - self.config.telemetry_minute_retention_s,
-                                            self.policy.debt.max_sample_gap_s)
-        self.store.set_meta(_COMPACTED_AT, repr(now))
-        log.info("telemetry compacted in %.3f s: %s", done.seconds, done)
+        # A backlog (a store from before compaction, a service down for days) is folded an hour at a time, one
+        # transaction each, within a budget per round: never one long lock nor one huge read.
+        target = now - self.config.telemetry_raw_retention_s
+        oldest = self.store.oldest_gpu_sample()
+        fold_to = target if oldest is None else min(target, oldest + COMPACTION_CHUNK_S)
+        started = time.perf_counter()
+        while True:
+            done = self.store.compact_telemetry(fold_to, now - self.config.telemetry_minute_retention_s,
+                                                self.policy.debt.max_sample_gap_s)
+            log.info("telemetry compacted up to %.0f in %.3f s: %s", fold_to, done.seconds, done)
+            if fold_to >= target or time.perf_counter() - started > COMPACTION_BUDGET_S:
+                break
+            fold_to = min(target, fold_to + COMPACTION_CHUNK_S)
+        if fold_to >= target:
+            self.store.set_meta(_COMPACTED_AT, repr(now))  # caught up; until then, the next round goes on
         return done
 
     def team_debt(self, window_s: float = 3600.0) -> dict[str, TeamDebt]:

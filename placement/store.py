@@ -27,7 +27,8 @@ from typing import Any
 
 from clouds.base import Block
 from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
-from placement.debt import FlagKind, GpuMinute, Recommendation, SimilarJobFlag, Usage, fold_minutes
+from placement.debt import FlagKind, GpuMinute, Recommendation, Usage, fold_minutes
+from placement.rightsizing import SimilarJobFlag
 from placement.model import Tier
 
 
@@ -643,6 +644,18 @@ class Store:
         return [GpuSample(r["node"], r["gpu_index"], r["t"], r["util_gpu_pct"], r["util_mem_pct"],
                           r["mem_used_bytes"], r["mem_total_bytes"], r["power_w"]) for r in rows]
 
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        """Reads inside see one state of the store: no write (a compaction) lands between them."""
+        with self._lock:
+            yield
+
+    def oldest_gpu_sample(self) -> float | None:
+        """When the oldest raw GPU sample still stored was taken."""
+        with self._lock:
+            row = self._telemetry_db().execute("SELECT MIN(t) FROM gpu_samples").fetchone()
+        return row[0] if row else None
+
     def gpu_minutes(self, since: float, until: float, nodes: Iterable[str] | None = None) -> list[GpuMinute]:
         """Folded per-minute GPU rows whose holds may reach into [since, until], by node, GPU and time."""
         query, args = "SELECT * FROM gpu_minutes WHERE t >= ? AND t <= ?", [since - 60.0, until]
@@ -681,13 +694,17 @@ class Store:
         GPU samples become `gpu_minutes` rows (`placement.debt.fold_minutes`: the holds of each GPU's
         samples per minute, with mean utilization and power and the largest memory), merged into a row
         an earlier fold began. Process samples keep, per node, GPU, launch and minute, the most memory
-        the launch held at once. `fold_before` is taken down to a whole minute. One transaction.
+        the launch held at once. `fold_before` is taken down to a whole minute. One transaction; rows older
+        than `delete_before` are deleted first.
         """
         started = time.perf_counter()
         cutoff = math.floor(fold_before / 60.0) * 60.0
         with self._lock:
             self._telemetry_db()
         with self._tx() as db:
+            # Expired rows go first: folding them would be work thrown away.
+            expired = sum(db.execute(f"DELETE FROM {table} WHERE t < ?", (delete_before,)).rowcount
+                          for table in ("gpu_minutes", "process_minutes", "gpu_samples", "process_samples"))
             raw = [GpuSample(*r) for r in db.execute(
                 "SELECT node, gpu_index, t, util_gpu_pct, util_mem_pct, mem_used_bytes, mem_total_bytes, power_w "
                 "FROM gpu_samples WHERE t < ? ORDER BY node, gpu_index, t", (cutoff,))]
@@ -721,8 +738,6 @@ class Store:
                 "  FROM process_samples WHERE t < ? GROUP BY node, gpu_index, handle, t) "
                 "GROUP BY node, gpu_index, handle, CAST(t / 60 AS INTEGER)", (cutoff,))
             process_folded = db.execute("DELETE FROM process_samples WHERE t < ?", (cutoff,)).rowcount
-            expired = sum(db.execute(f"DELETE FROM {table} WHERE t < ?", (delete_before,)).rowcount
-                          for table in ("gpu_minutes", "process_minutes", "gpu_samples", "process_samples"))
         return Compaction(gpu_folded, len(rows), process_folded, expired, time.perf_counter() - started)
 
     def set_agent_status(self, status: AgentStatus, now: float) -> None:

@@ -1,6 +1,6 @@
 """Recommendations of flagged jobs used by the next submission of a similar job (same team and name).
 
-The pure part (`placement.debt.rightsize`) on hand-made flags; then the service end to end: a flagged run of
+The pure part (`placement.rightsizing.rightsize`) on hand-made flags; then the service end to end: a flagged run of
 `train-a` recorded through the real store (launch decision, samples as a telemetry agent's drained batch), a
 round that assesses it, and a second `train-a` placed on the private pools of configs/inventory.yaml.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from clouds.telemetry import Batch
-from placement.debt import (SKY_DEFAULT_CPUS, DebtSettings, FlagKind, Recommendation, SimilarJobFlag, rightsize,
-                            shape)
+from placement.debt import DebtSettings, FlagKind, Recommendation
 from placement.model import Demand, Job
+from placement.rightsizing import SKY_DEFAULT_CPUS, SimilarJobFlag, rightsize, shape
 from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
 from placement.store import Intent, JobState, NewJob
 from tests.test_debt_service import GIB, HOUR, NOW, T0, gpu_samples, process_samples
@@ -70,9 +70,27 @@ def test_the_jobs_own_memory_floor_stays_and_rules_out_a_gpu_too_small() -> None
     needs_30 = job(A100, gpu_memory_gb=30.0)
     rightsized, [note] = rightsize(needs_30, [SMALLER], SETTINGS, apply=True)
     assert rightsized == needs_30
-    assert note.demand is None and "needs 30.0 GB per GPU and a L4 has 24 GB" in note.note
+    assert note.demand is None and "needs 30.0 GB per GPU and 1 of a L4 has 24 GB" in note.note
     peak_too_big = flag(FlagKind.OVERSIZED_MEMORY, "L4", 1, peak_gib=21)  # 21 GiB x 1.2 > 24 GB
     assert rightsize(job(A100), [peak_too_big], SETTINGS, apply=True)[0] == job(A100)
+
+
+def test_a_fraction_of_a_gpu_must_hold_the_peak_in_its_share_of_the_memory() -> None:
+    # A quarter of an A100-80GB has 20 GB of it: a 15 GiB peak (18 GB with headroom) fits, a 20 GiB one does not.
+    fits = flag(FlagKind.LOW_UTILIZATION, "A100-80GB", 0.25, peak_gib=15)
+    assert shape(rightsize(job(A100), [fits], SETTINGS, apply=True)[0].demands[-1]) == "A100-80GB:0.25"
+    too_big = flag(FlagKind.LOW_UTILIZATION, "A100-80GB", 0.25, peak_gib=20)
+    rightsized, [note] = rightsize(job(A100), [too_big], SETTINGS, apply=True)
+    assert rightsized == job(A100) and "0.25 of a A100-80GB has 20 GB" in note.note
+
+
+def test_fewer_gpus_are_not_offered_when_the_peak_may_be_a_shard() -> None:
+    eight = dataclasses.replace(A100, accelerator_count=8)
+    light = flag(FlagKind.LOW_UTILIZATION, "A100-80GB", 2, peak_gib=10)
+    assert shape(rightsize(job(eight), [light], SETTINGS, apply=True)[0].demands[-1]) == "A100-80GB:2"
+    heavy = flag(FlagKind.LOW_UTILIZATION, "A100-80GB", 2, peak_gib=45)  # 54 GB with headroom > half of 80
+    rightsized, [note] = rightsize(job(eight), [heavy], SETTINGS, apply=True)
+    assert rightsized == job(eight) and "shard" in note.note
 
 
 def test_cpu_only_and_fraction_of_a_gpu_alternatives() -> None:
@@ -166,6 +184,15 @@ def test_the_next_train_a_goes_to_the_cheaper_recommended_gpu_only_with_the_swit
                            {"private/private-a100/A100-80GB": None})
         assert engine.status(flagged)[0]["rightsizing"] == []  # the flagged run itself
     assert placed == {True: "private-l4", False: "private-a100"}
+
+
+def test_a_failed_run_recommends_nothing(tmp_path) -> None:
+    engine = engine_with(tmp_path, apply=True)
+    flagged_run(engine, JobState.FAILED)  # the same hour at 85% holding 15 GiB, but it failed
+    [second] = engine.submit(train_a())
+    engine.round()
+    assert pool_of(engine, second) == "private-a100"
+    assert engine.status(second)[0]["rightsizing"] == []
 
 
 def test_the_jobs_memory_need_still_applies_to_the_alternative(tmp_path) -> None:

@@ -71,7 +71,8 @@ def test_each_store_has_its_own_identity(tmp_path):
 
 def test_a_store_from_before_debt_bookkeeping_gains_its_tables(tmp_path):
     from clouds.telemetry import Batch, GpuSample
-    from placement.debt import FlagKind, Recommendation, SimilarJobFlag
+    from placement.debt import FlagKind, Recommendation
+    from placement.rightsizing import SimilarJobFlag
     from placement.store import JobUsageRecord
 
     store = Store(tmp_path / "p.db")

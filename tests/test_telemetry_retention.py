@@ -262,3 +262,25 @@ def test_the_cost_measurement_reads_the_same_debt_after_folding() -> None:
     figures = measure(hours=0.5)
     assert figures["utilized_max_rel_diff"] < 0.01
     assert set(figures) >= {"export_s", "status_s", "compaction_s", "export_after_s"}
+
+
+def test_a_backlog_is_folded_an_hour_per_transaction_over_rounds(tmp_path: Path, monkeypatch) -> None:
+    """With no time budget a round folds one hour of the backlog, and the next round goes on from there."""
+    import placement.service as service
+
+    monkeypatch.setattr(service, "COMPACTION_BUDGET_S", 0.0)
+    t0 = 1_700_000_007.0
+    engine = Engine(ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, catalogs=(),
+                                  telemetry_raw_retention_s=HOUR / 2, telemetry_minute_retention_s=30 * DAY),
+                    {}, clock=lambda: t0 + 3 * HOUR)
+    history(engine.store, t0)
+    records = engine.store.jobs()
+    raw = engine._debt_report(records, t0, t0 + 3 * HOUR)[0]
+    engine.compact_telemetry(t0 + 3 * HOUR)
+    assert t0 + HOUR - 60 <= engine.store.oldest_gpu_sample() <= t0 + HOUR  # one hour folded, the rest raw
+    assert engine.store.meta("telemetry_compacted_at") is None  # not caught up: the next round goes on
+    engine.compact_telemetry(t0 + 3 * HOUR)
+    engine.compact_telemetry(t0 + 3 * HOUR)
+    assert engine.store.meta("telemetry_compacted_at") is not None
+    assert engine.store.oldest_gpu_sample() >= t0 + 2.5 * HOUR - 60
+    assert_same_debt(raw, engine._debt_report(records, t0, t0 + 3 * HOUR)[0])
