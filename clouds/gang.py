@@ -92,24 +92,34 @@ def run(script: str, node_ids: list[str], resources: dict[str, float], name: str
     signal.signal(signal.SIGTERM, _stopped)
     pending, status = list(ranks), 0
     try:
-        while pending:
+        while pending and not status:
             [done], pending = ray.wait(pending, num_returns=1)
-            try:
-                code, output = ray.get(done)
-            except ray.exceptions.RayError as exc:  # its node died, or the worker did
-                code, output = 1, str(exc)
-            for line in output.splitlines():
-                print(f"(rank {ranks[done]}) {line}")
-            if code and not status:
-                print(f"gang: rank {ranks[done]} exited with {code}", file=sys.stderr)
-                status = code
-                break
+            status = _report(ranks[done], done)
     finally:
         for ref in pending:  # a failed rank or a stop: the others would wait for it forever (NCCL)
             ray.cancel(ref)
-        if pending:
-            ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S)
+        if pending:  # ranks that ended meanwhile still say what they printed; cancelled ones say nothing
+            ended, _ = ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S)
+            for ref in ended:
+                _report(ranks[ref], ref, quiet_errors=True)
     return status
+
+
+def _report(rank: int, ref: Any, quiet_errors: bool = False) -> int:
+    """Print a finished rank's output, prefixed with its rank; return its exit code (1 if its task failed)."""
+    import ray
+
+    try:
+        code, output = ray.get(ref)
+    except ray.exceptions.RayError as exc:  # its node died, the worker did, or it was cancelled
+        if quiet_errors:
+            return 1
+        code, output = 1, str(exc)
+    for line in output.splitlines():
+        print(f"(rank {rank}) {line}")
+    if code:
+        print(f"gang: rank {rank} exited with {code}", file=sys.stderr)
+    return code
 
 
 def _stopped(signum: int, frame: Any) -> None:

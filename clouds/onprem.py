@@ -31,7 +31,7 @@ from clouds.telemetry import HANDLE_ENV
 from placement.model import Offer, Sharing, Tier
 
 NODE_LABEL = "placement.node"
-NODE_ID_LABEL = "ray.io/node-id"
+NODE_ID_LABEL = gang.NODE_ID_LABEL  # Ray's own label of a node's id
 GANG_NODES = "gang_node_ids"  # job metadata of a multi-node job: the Ray node ids it holds
 _GIB = 1024 ** 3
 

@@ -55,7 +55,7 @@ def test_a_two_node_job_holds_both_nodes_and_runs_a_rank_on_each(ray_cluster, se
 
 
 def test_a_failing_rank_fails_the_job(ray_cluster, service):
-    spec = {**TWO_NODE, "run": '[ "$SKYPILOT_NODE_RANK" = 1 ] && exit 3; echo fine'}
+    spec = {**TWO_NODE, "run": '[ "$SKYPILOT_NODE_RANK" = 1 ] && { sleep 1; exit 3; }; echo fine'}
     [job_id] = ray.get(service.submit.remote(docs(spec), uuid.uuid4().hex))
     row = rounds_until(service, job_id, {"succeeded", "failed"})
     assert row["state"] == "failed", row
