@@ -6,28 +6,15 @@ import os
 import time
 import uuid
 
-import pytest
 import ray
 from ray.util import placement_group_table
 
-from placement.actor import PlacementService
-from placement.service import ServiceConfig
-from tests.test_service import docs, ray_job, rounds_until
+from tests.test_service import docs, ray_job, rounds_until, service  # noqa: F401 (the fixture)
 
 TWO_NODE = {"name": "ddp", "num_nodes": 2, "resources": {"accelerators": "A100-80GB:8", "cpus": 2},
             "run": 'echo "rank=$SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES ips=$(echo $SKYPILOT_NODE_IPS | wc -w) '
                    'gpus=$CUDA_VISIBLE_DEVICES"',
             "placement": {"team": "nlp", "priority": "critical", "tiers": ["onprem"], "expected_hours": 0.1}}
-
-
-@pytest.fixture(scope="module")
-def service(ray_cluster, tmp_path_factory):
-    config = ServiceConfig(store_path=str(tmp_path_factory.mktemp("gang") / "placement.db"),
-                           round_interval_s=None, catalogs=(), dashboard_url=ray_cluster.webui_url)
-    actor = PlacementService.options(name=f"gang-{uuid.uuid4().hex[:6]}", namespace="placement-tests",
-                                     lifetime="detached").remote(config)
-    yield actor
-    ray.kill(actor, no_restart=True)
 
 
 def _group(name: str) -> dict:
