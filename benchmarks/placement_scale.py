@@ -9,7 +9,8 @@ build / solve / total seconds of the MILP round, its objective, the
 priority-ordered greedy's objective and time, and both objectives divided by
 the LP-relaxation lower bound of the full per-job model (computed in the same
 run, where tractable). `model_bound_ratio` is the class model's own bound over
-that bound: the rest of the gap is what packing jobs onto nodes loses.
+that bound: the rest of the gap is what packing jobs onto nodes loses, less
+what the repacks (`method` counts them) win back in the round's remaining time.
 
     python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--bound-max 10000] [--out FILE]
 """
@@ -110,7 +111,7 @@ def run(sizes: list[int], bound_max: int, seed: int, policy_name: str) -> list[d
             "offers": len(snapshot.offers), "public_offers": len(catalog.offers),
             "classes": milp.stats.num_classes, "variables": milp.stats.num_variables,
             "build_s": round(milp.stats.build_seconds, 3), "solve_s": round(milp.stats.solve_seconds, 3),
-            "total_s": round(milp.stats.total_seconds, 3), "status": milp.stats.status,
+            "total_s": round(milp.stats.total_seconds, 3), "status": milp.stats.status, "method": milp.stats.method,
             "objective": round(milp.stats.objective, 2), "placed": len(milp.placements),
             # The class model's own bound: what the plan would cost if packing realised every count it decided.
             "model_bound": round(milp.stats.lower_bound, 2) if milp.stats.lower_bound is not None else None,

@@ -98,7 +98,8 @@ class SolverSettings(_Strict):
     backend: Literal["highs", "cbc"] = Field("highs", description="HiGHS (through highspy) or PuLP's bundled CBC.")
     time_limit_s: float = Field(2.0, gt=0, description=(
         "Wall-clock budget of a whole placement round: the integer program gets what building, realising "
-        "and explaining leave (the LP relaxation at least 0.5 s)."))
+        "and explaining leave (the LP relaxation at least a quarter of it), and repacking nodes whatever "
+        "is left after that."))
     mip_rel_gap: float = Field(0.001, ge=0, lt=1)
     aggregate: bool = Field(True, description="Solve over job classes and node groups (fast); "
                                               "false builds one variable per job and offer (exact, small instances).")

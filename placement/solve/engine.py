@@ -28,9 +28,11 @@ from placement.solve.costs import delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger
+from placement.solve.repack import Repacker
 from policies.model import Policy
 
 POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build time (benchmarks/placement_scale.py)
+REASONS_SHARE = 0.5  # giving queued jobs their reasons takes up to about half the build time
 MIN_LP_SHARE = 0.25  # the relaxation always gets this share of the time limit, even past the deadline
 
 
@@ -87,6 +89,7 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         else:
             used = "greedy (no solution in time)"
     _fill(jobs, ranked, queue_costs, ledger, policy, placed)
+    repacks = 0
     if used == "milp":
         # The greedy is cheap next to the solve; when packing losses make the MILP's plan the worse one, keep
         # the greedy's, so a round is never worse than the baseline.
@@ -95,6 +98,13 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         _fill(jobs, ranked, queue_costs, greedy_ledger, policy, greedy_placed)
         if _objective(greedy_placed, queue_costs) < _objective(placed, queue_costs) - 1e-9:
             used, ledger, placed = "greedy (better than the MILP's packing)", greedy_ledger, greedy_placed
+        # What is left of the round's time goes to repacking nodes where the packing lost what the model
+        # counted on.
+        repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs, Chosen)
+        repacks = repacker.run(start + policy.solver.time_limit_s - REASONS_SHARE * build_seconds,
+                               policy.solver.backend)
+        if repacks:
+            used += f" + {repacks} repacks"
 
     placements, queued = [], []
     objective = 0.0

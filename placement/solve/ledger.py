@@ -90,6 +90,19 @@ class NodeState:
         self.most_free = max(self.gpus, default=0.0)
         self.free_gpus = sum(self.gpus)
 
+    def state(self) -> tuple:
+        """What `restore` needs to undo later changes."""
+        return (list(self.gpus), list(self.classes), self.cpus, self.memory_gb, self.whole, self.most_free,
+                self.free_gpus)
+
+    def restore(self, state: tuple) -> None:
+        gpus, classes, self.cpus, self.memory_gb, self.whole, self.most_free, self.free_gpus = state
+        self.gpus, self.classes = list(gpus), list(classes)
+
+    def empty(self) -> None:
+        """Back to the node's free capacity at the start of the round."""
+        self.restore(NodeState.of(self.offer).state())
+
     @property
     def exhausted(self) -> bool:
         """Nothing left for any job, even one that asks for no CPUs or no GPUs."""
@@ -98,12 +111,16 @@ class NodeState:
 
 class CapacityLedger:
     def __init__(self, snapshot: Snapshot, groups: list[Group], policy: Policy):
-        self.open_nodes: dict[int, list[NodeState]] = {
-            g.index: [NodeState.of(m) for m in g.members] for g in groups if g.node_count is not None}
-        self.gpu_nodes: dict[int, list[NodeState]] = {
-            index: [n for n in nodes if n.most_free > 0] for index, nodes in self.open_nodes.items()}
-        # (group, demand, nodes) that found no room: capacity only shrinks within a round, so it never will.
+        # (group, demand, nodes) that found no room: capacity only shrinks within a round, except when a
+        # repack gives some back, which clears this.
         self._no_room: set[int] = set()  # id() of options, each one (group, demand, nodes) of a signature
+        self.nodes: dict[int, list[NodeState]] = {
+            g.index: [NodeState.of(m) for m in g.members] for g in groups if g.node_count is not None}
+        self.open_nodes: dict[int, list[NodeState]] = {}
+        self.gpu_nodes: dict[int, list[NodeState]] = {}
+        for index in self.nodes:
+            self.refresh(index)
+        self.held: dict[str, list[NodeState]] = {}  # job id -> the nodes it was placed on this round
         self.pool_left: dict[str, float] = dict(snapshot.pool_quotas)
         self.quota_left: dict[tuple[str, Tier], float] = {}
         for team, quota in policy.quotas.items():
@@ -118,6 +135,13 @@ class CapacityLedger:
         for run in snapshot.running:
             self._charge(run.team, run.tier, run.pool, run.gpus, run.rate_per_hour)
 
+    def refresh(self, group_index: int) -> None:
+        """Recompute a group's lists of nodes with room, after capacity came back (a repack)."""
+        nodes = self.nodes[group_index]
+        self.open_nodes[group_index] = [n for n in nodes if not n.exhausted]
+        self.gpu_nodes[group_index] = [n for n in nodes if n.most_free >= _EPS]
+        self._no_room.clear()
+
     def _charge(self, team: str, tier: Tier, pool: str | None, gpus: float, rate: float) -> None:
         if pool is not None and pool in self.pool_left:
             self.pool_left[pool] -= gpus
@@ -130,12 +154,12 @@ class CapacityLedger:
 
     def blocker(self, job: Job, option: SignatureOption) -> Reason | None:
         """Why `option` cannot take `job` now, or None if it can."""
-        reason = self._limit_blocker(job, option)
+        reason = self.limit_blocker(job, option)
         if reason is None and option.group.node_count is not None and self._nodes_for(job, option) is None:
             reason = self._no_room_reason(job, option)
         return reason
 
-    def _limit_blocker(self, job: Job, option: SignatureOption) -> Reason | None:
+    def limit_blocker(self, job: Job, option: SignatureOption) -> Reason | None:
         """The quota or cap that `option` would break for `job`, if any."""
         offer = option.group.offer
         tier = offer.tier
@@ -213,7 +237,7 @@ class CapacityLedger:
         `blocker` says why not; this path stays cheap because packers call it
         for every option they try.
         """
-        if self._limit_blocker(job, option) is not None:
+        if self.limit_blocker(job, option) is not None:
             return None
         if option.group.node_count is None:
             used = [option.group.member_for(option.demand)]
@@ -223,12 +247,17 @@ class CapacityLedger:
                 return None
             for node in nodes:
                 node.take(option.demand)
+            self.held[job.id] = nodes
             index = option.group.index
             if any(n.exhausted for n in nodes):
                 self.open_nodes[index] = [n for n in self.open_nodes[index] if not n.exhausted]
             if any(n.most_free < _EPS for n in nodes):
                 self.gpu_nodes[index] = [n for n in self.gpu_nodes[index] if n.most_free >= _EPS]
             used = [n.offer for n in nodes]
-        offer = option.group.offer
-        self._charge(job.team, offer.tier, offer.pool, option.gpus, option.rate)
+        self.charge(job, option)
         return used
+
+    def charge(self, job: Job, option: SignatureOption, sign: float = 1.0) -> None:
+        """Count `job` on `option` against quotas and caps (`sign=-1` gives it back)."""
+        offer = option.group.offer
+        self._charge(job.team, offer.tier, offer.pool, sign * option.gpus, sign * option.rate)

@@ -59,12 +59,13 @@ class Solution:
 
 
 def solve(lp: LinearProgram, *, integer: bool, backend: str = "highs", time_limit_s: float = 2.0,
-          mip_rel_gap: float = 1e-3) -> Solution:
+          mip_rel_gap: float = 1e-3, start: list[float] | None = None) -> Solution:
+    """`start`, a point to begin from, helps HiGHS prune early; CBC through PuLP ignores it."""
     if lp.num_vars == 0:
         return Solution([], "empty", lp.offset, lp.offset, True)
     if backend == "highs":
         try:
-            return _solve_highs(lp, integer, time_limit_s, mip_rel_gap)
+            return _solve_highs(lp, integer, time_limit_s, mip_rel_gap, start)
         except ImportError:
             backend = "cbc"
     return _solve_pulp(lp, integer, time_limit_s, mip_rel_gap)
@@ -93,7 +94,8 @@ def _quiet_highs():
     return h
 
 
-def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float) -> Solution:
+def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float,
+                 start: list[float] | None) -> Solution:
     import highspy
 
     h = _quiet_highs()
@@ -115,6 +117,8 @@ def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: flo
                   index, coef)
     if integer:
         h.changeColsIntegrality(n, cols, np.full(n, highspy.HighsVarType.kInteger))
+    if start is not None:
+        h.setSolution(n, cols, np.asarray(start, dtype=float))
     h.run()
     status = h.modelStatusToString(h.getModelStatus())
     info = h.getInfo()
