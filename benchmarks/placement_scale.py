@@ -12,7 +12,7 @@ run, where tractable). `model_bound_ratio` is the class model's own bound over
 that bound: the rest of the gap is what packing jobs onto nodes loses, less
 what the repacks (`method` counts them) win back in the round's remaining time.
 
-    python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--bound-max 10000] [--out FILE]
+    python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--bound-max 10000] [--time-limit S] [--out FILE]
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: 
     return Snapshot(jobs=jobs, offers=tuple(nodes + pools + public), pool_quotas=tuple(quotas.items()))
 
 
-def run(sizes: list[int], bound_max: int, seed: int, policy_name: str) -> list[dict]:
+def run(sizes: list[int], bound_max: int, seed: int, policy_name: str, time_limit_s: float | None = None) -> list[dict]:
     policy = load_policy(policy_name)
+    if time_limit_s is not None:  # the round's budget: what the integer program and the repacks share
+        policy = policy.model_copy(update={"solver": policy.solver.model_copy(update={"time_limit_s": time_limit_s})})
     catalog = load_catalog_dir(ROOT / "configs" / "catalogs")
     results = []
     for jobs_count in sizes:
@@ -137,12 +139,14 @@ def main() -> None:
     parser.add_argument("--bound-max", type=int, default=10000, help="largest size whose LP bound is computed")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--policy", default="balanced")
+    parser.add_argument("--time-limit", type=float, default=None, help="override the policy's solver.time_limit_s")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "placement_scale.json"))
     args = parser.parse_args()
-    results = run([int(s) for s in args.sizes.split(",")], args.bound_max, args.seed, args.policy)
+    results = run([int(s) for s in args.sizes.split(",")], args.bound_max, args.seed, args.policy, args.time_limit)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seed": args.seed, "policy": args.policy, "results": results}, indent=2))
+    out.write_text(json.dumps({"seed": args.seed, "policy": args.policy, "time_limit_s": args.time_limit,
+                               "results": results}, indent=2))
     print(f"wrote {out}")
 
 
