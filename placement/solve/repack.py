@@ -81,10 +81,13 @@ class Repacker:
             if not live:
                 break
             index = max(live, key=lambda i: (potential[i] / (1 + fruitless[i]), -i))
-            improved, potential[index] = self._step(index, by_group[index], fruitless[index], rng, deadline,
-                                                    backend)
+            improved, potential[index], whole = self._step(index, by_group[index], fruitless[index], rng, deadline,
+                                                           backend)
             kept += improved
-            fruitless[index] = 0 if improved else fruitless[index] + 1
+            if improved:
+                fruitless[index] = 0
+            else:  # a fruitless step that saw every node and every outside job has nothing left to try
+                fruitless[index] = FRUITLESS_STEPS if whole else fruitless[index] + 1
         return kept
 
     def _cost(self, job_id: str) -> float:
@@ -92,8 +95,8 @@ class Repacker:
         return chosen.objective if chosen is not None else self.queue_costs[job_id]
 
     def _step(self, index: int, group_jobs: list[Job], fruitless: int, rng: random.Random, deadline: float,
-              backend: str) -> tuple[bool, float]:
-        """One repack of a few of the group's nodes: (kept, what outside jobs stood to gain there).
+              backend: str) -> tuple[bool, float, bool]:
+        """One repack of a few of the group's nodes: (kept, what outside jobs stood to gain, whole group seen).
 
         The step aims at one outside job and offers the program the densest
         gains plus as many outside jobs drawn at random; each fruitless step
@@ -111,12 +114,12 @@ class Repacker:
                 outsiders.append((-density, job.id, Candidate(job, option, objective, self._cost(job.id)), gain))
         potential = sum(o[3] for o in outsiders)
         if not outsiders:
-            return False, potential
+            return False, potential, True
         outsiders.sort(key=lambda o: (o[0], o[1]))
         target = outsiders[rng.randrange(min(len(outsiders), TARGETS * (1 + fruitless)))][2]
         nodes = self._pick_nodes(index, target.option.demand, rng)
         if not nodes:
-            return False, 0.0
+            return False, 0.0, True
         chosen_nodes = {id(n) for n in nodes}
         inside = sorted(job_id for job_id, held in self.ledger.held.items() if id(held[0]) in chosen_nodes)
         candidates = [self._inside(job_id, index) for job_id in inside]
@@ -131,7 +134,8 @@ class Repacker:
         now = {i: position[id(self.ledger.held[job_id][0])] for i, job_id in enumerate(inside)}
         time_limit = min(STEP_TIME_S, max(deadline - perf_counter(), 0.01))
         assignment = _assign(nodes[0].offer, len(nodes), candidates, now, self.ledger, current, time_limit, backend)
-        return assignment is not None and self._apply(index, nodes, candidates, assignment), potential
+        whole = len(nodes) == len(self.ledger.nodes[index]) and len(offered) == len(outsiders)
+        return assignment is not None and self._apply(index, nodes, candidates, assignment), potential, whole
 
     def _pick_nodes(self, index: int, demand: Demand, rng: random.Random) -> list[NodeState]:
         """The nodes that come closest to having room for `demand`, and as many again at random.
