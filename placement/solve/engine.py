@@ -9,7 +9,10 @@
    that beats waiting and that the ledger allows. On its own, from an empty
    ledger, this step is the priority-ordered greedy, which is also the answer
    whenever the solver finds no integer solution in time.
-5. Give every queued job its reason.
+5. Keep the better of that plan and the greedy's, and repack a few on-prem
+   nodes at a time exactly in the time left (repack), winning back what
+   packing the model's counts onto nodes lost.
+6. Give every queued job its reason.
 """
 
 from __future__ import annotations
