@@ -21,7 +21,6 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from time import perf_counter
-from typing import NamedTuple
 
 from placement.model import Job, Offer, Placement, Plan, Snapshot, SolveStats, Tier
 from placement.solve import milp
@@ -30,21 +29,13 @@ from placement.solve.candidates import (JobClass, SignatureOption, build_classes
 from placement.solve.costs import delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued
 from placement.solve.formulation import formulate
-from placement.solve.ledger import CapacityLedger
+from placement.solve.ledger import CapacityLedger, Chosen
 from placement.solve.repack import Repacker
 from policies.model import Policy
 
 POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build time (benchmarks/placement_scale.py)
 REASONS_SHARE = 0.5  # giving queued jobs their reasons takes up to about half the build time
 MIN_LP_SHARE = 0.25  # the relaxation always gets this share of the time limit, even past the deadline
-
-
-class Chosen(NamedTuple):
-    """Where the round put a job: the option, the concrete offers (nodes) and the job's objective there."""
-
-    objective: float
-    option: SignatureOption
-    offers: list[Offer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +94,7 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
             used, ledger, placed = "greedy (better than the MILP's packing)", greedy_ledger, greedy_placed
         # What is left of the round's time goes to repacking nodes where the packing lost what the model
         # counted on.
-        repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs, Chosen)
+        repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs)
         repacks = repacker.run(start + policy.solver.time_limit_s - REASONS_SHARE * build_seconds,
                                policy.solver.backend)
         if repacks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from placement.model import Demand, Job, Offer, Reason, ReasonCode, Snapshot, Tier
 from placement.solve.candidates import Group, SignatureOption
@@ -18,6 +19,14 @@ from policies.model import Policy
 GLOBAL = "global"
 CANDIDATE_NODES = 16  # fitting nodes compared per placement: enough to balance, few enough to stay fast
 _EPS = 1e-9
+
+
+class Chosen(NamedTuple):
+    """Where the round put a job: the option, the concrete offers (nodes) and the job's objective there."""
+
+    objective: float
+    option: SignatureOption
+    offers: list[Offer]
 
 
 def share_class(count: float) -> int:

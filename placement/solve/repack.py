@@ -19,17 +19,14 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from placement.model import Demand, Job, Offer, Tier
 from placement.solve import milp
 from placement.solve.candidates import SignatureOption
-from placement.solve.ledger import CapacityLedger, NodeState, share_class
-
-if TYPE_CHECKING:
-    from placement.solve.engine import Chosen
+from placement.solve.ledger import CapacityLedger, Chosen, NodeState, share_class
 
 # Tuned with benchmarks/placement_scale.py: larger steps find more per step, but not in the time they take.
 NODES_PER_STEP = 4  # nodes repacked together: enough to trade jobs between them, few enough to solve in ms
@@ -59,7 +56,7 @@ class Repacker:
     placed: dict[str, Chosen]
     ranked: dict[str, list[tuple[float, int, SignatureOption]]]
     queue_costs: dict[str, float]
-    chosen: type  # engine.Chosen, handed in so that this module does not import the engine
+    spanned: set[int] = field(default_factory=set)  # id() of nodes holding part of a multi-node job
 
     def run(self, deadline: float, backend: str) -> int:
         """Repack until the deadline or until no group yields; returns how many repacks were kept."""
@@ -69,6 +66,8 @@ class Repacker:
             if job.num_nodes == 1:
                 for index in sorted({o.group.index for _, _, o in self.ranked[job_id]} & self.ledger.nodes.keys()):
                     by_group[index].append(job)
+        # Multi-node jobs never move in a repack, so the nodes they hold stay out of every step.
+        self.spanned = {id(n) for held in self.ledger.held.values() if len(held) > 1 for n in held}
         rng = random.Random(len(self.jobs))
         # What the outside jobs would gain on each group (unknown until it is first tried), and how many
         # steps in a row found nothing there: the next step goes where the gain, discounted by failures,
@@ -143,8 +142,7 @@ class Repacker:
         Nodes holding part of a multi-node job are left out: that job would
         have to move with its other nodes.
         """
-        spanned = {id(n) for held in self.ledger.held.values() if len(held) > 1 for n in held}
-        nodes = [n for n in self.ledger.nodes[index] if id(n) not in spanned]
+        nodes = [n for n in self.ledger.nodes[index] if id(n) not in self.spanned]
         if len(nodes) <= NODES_PER_STEP:
             return nodes
         offer = nodes[0].offer
@@ -212,7 +210,7 @@ class Repacker:
             node.take(c.option.demand)
             ledger.charge(c.job, c.option)
             ledger.held[c.job.id] = [node]
-            self.placed[c.job.id] = self.chosen(c.objective, c.option, [node.offer])
+            self.placed[c.job.id] = Chosen(c.objective, c.option, [node.offer])
         if ok:
             for c in moving:
                 if c.job.id not in self.placed:
@@ -236,7 +234,7 @@ class Repacker:
         for objective, option in self._fallbacks(job.id):
             offers = self.ledger.try_place(job, option)
             if offers is not None:
-                self.placed[job.id] = self.chosen(objective, option, offers)
+                self.placed[job.id] = Chosen(objective, option, offers)
                 return
 
 
