@@ -21,7 +21,7 @@ from placement.solve.candidates import build_classes, group_offers, job_objectiv
 from policies.model import Policy
 from tests.solver_fixtures import builtin_policy, check_plan, job, onprem, public, revise, snapshot
 
-SEEDS = range(40)
+SEEDS = range(100)
 
 
 def memory_bound_instance(seed: int, *, quota: float | None = None) -> tuple[Snapshot, Policy]:
@@ -88,7 +88,7 @@ def test_without_the_repack_some_rounds_fall_short(without_repack):
     short = [seed for seed in SEEDS
              if engine.solve(*memory_bound_instance(seed)).stats.objective
              > exhaustive_optimum(*memory_bound_instance(seed)) + 1e-6]
-    assert len(short) >= 2, short
+    assert len(short) >= 3, short
 
 
 def test_repacks_keep_the_team_quota():

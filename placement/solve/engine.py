@@ -3,8 +3,10 @@
 1. Group offers, class jobs, price every worthwhile option (candidates).
 2. Solve the class-level integer program under the policy's time limit (formulation, milp).
 3. Realise the class counts job by job through the capacity ledger: the
-   longest jobs of a class take its cheapest-per-hour slots, on-prem nodes are
-   packed largest first, and whatever does not fit spills.
+   longest jobs of a class take its cheapest-per-hour slots, the most valuable
+   jobs are placed first, each GPU job on the node whose free CPUs and memory
+   stay most in proportion to its free GPUs (`CapacityLedger.balanced`), and
+   whatever does not fit spills.
 4. Fill: every job still unplaced, in priority order, takes its best option
    that beats waiting and that the ledger allows. On its own, from an empty
    ledger, this step is the priority-ordered greedy, which is also the answer
@@ -79,7 +81,8 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
         solve_seconds = perf_counter() - start - build_seconds
         if values is not None:
             used = "milp"
-            _realise(formulation.variables, values, ledger, ranked, placed)
+            with ledger.balanced():
+                _realise(formulation.variables, values, ledger, ranked, placed)
         else:
             used = "greedy (no solution in time)"
     _fill(jobs, ranked, queue_costs, ledger, policy, placed)
