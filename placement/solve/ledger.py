@@ -258,12 +258,12 @@ class CapacityLedger:
         """Place GPU work by balance instead of best fit while the block runs (see `_nodes_for`).
 
         For realising the model's counts: they fit the group in aggregate and
-        arrive largest-value first, so spreading them keeps CPUs and memory
-        next to every free GPU. Best fit there strands GPUs on nodes whose
-        memory is full (at 2,000 jobs the packed plan was 3.6% above the LP
-        bound with best fit, 2.2% balanced, before any repack). The greedy does
-        not know what comes next, and balancing it measured worse: it breaks
-        up the empty nodes that later multi-GPU jobs need.
+        come most valuable first, so spreading them keeps CPUs and memory next
+        to every free GPU. Best fit there strands GPUs on nodes whose memory is
+        full (2,000 jobs, seeds 7-11, before any repack: 3.6% above the LP
+        bound with best fit, 2.2% balanced). The greedy does not know what
+        comes next, and balancing it measured worse: it breaks up the empty
+        nodes that later multi-GPU jobs need.
         """
         self._balanced = True
         try:
