@@ -711,3 +711,21 @@ def test_every_queued_job_has_a_reason():
     assert plan.reason_of("quota").scope == "cv"
     for _, why in plan.queued:
         assert why.message.strip() and str(why).startswith(why.code.value)
+
+
+def test_the_integer_program_leaves_the_repack_its_share_of_the_round(policy, monkeypatch):
+    """The class integer program gets at most MILP_SHARE of the time limit, however much the deadline leaves."""
+    from placement.solve import engine, milp
+    limits = []
+    real_solve = milp.solve
+
+    def recording_solve(program, **kw):
+        if kw.get("integer"):
+            limits.append(kw["time_limit_s"])
+        return real_solve(program, **kw)
+
+    monkeypatch.setattr(milp, "solve", recording_solve)
+    plan = run(greedy_trap(), policy).plan
+    assert limits, plan.stats.status  # the trap's LP is fractional, so the integer program runs
+    assert max(limits) <= engine.MILP_SHARE * policy.solver.time_limit_s + 1e-9
+    assert tiers_of(plan) == {"small": PUBLIC, "large": ONPREM}
