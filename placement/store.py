@@ -564,16 +564,8 @@ class Store:
 
     def usage_checkpoints(self, handles: Iterable[str]) -> dict[str, UsageCheckpoint]:
         """The latest checkpoint of those of these launches that have one."""
-        handles = list(handles)
-        result: dict[str, UsageCheckpoint] = {}
-        with self._lock:
-            for first in range(0, len(handles), 500):  # SQLite's limit on bound parameters
-                chunk = handles[first:first + 500]
-                for r in self._db.execute(
-                        f"SELECT * FROM usage_checkpoints WHERE handle IN ({','.join('?' * len(chunk))})", chunk):
-                    result[r["handle"]] = UsageCheckpoint(r["until"], Usage(**json.loads(r["usage"])),
-                                                          r["observed_hours"])
-        return result
+        return {r["handle"]: UsageCheckpoint(r["until"], Usage(**json.loads(r["usage"])), r["observed_hours"])
+                for r in self._rows_where_in("usage_checkpoints", "handle", handles)}
 
     def set_usage_checkpoints(self, checkpoints: Iterable[tuple[str, str, UsageCheckpoint]]) -> None:
         """Replace launches' checkpoints: (handle, job id, checkpoint) each, in one transaction."""
@@ -596,16 +588,20 @@ class Store:
 
     def job_usage(self, job_ids: Iterable[str]) -> dict[str, JobUsageRecord]:
         """The stored figures of those of these finished jobs that have them."""
-        job_ids = list(job_ids)
-        result: dict[str, JobUsageRecord] = {}
+        return {r["job_id"]: JobUsageRecord(r["allocated_gpu_hours"], r["utilized_gpu_hours"], r["debt_usd"],
+                                            r["energy_kwh"], r["carbon_kg"])
+                for r in self._rows_where_in("job_usage", "job_id", job_ids)}
+
+    def _rows_where_in(self, table: str, column: str, values: Iterable[str]) -> list[sqlite3.Row]:
+        """The rows of `table` whose `column` is one of `values`, queried in chunks under SQLite's parameter limit."""
+        values = list(values)
+        rows: list[sqlite3.Row] = []
         with self._lock:
-            for first in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
-                chunk = job_ids[first:first + 500]
-                for r in self._db.execute(f"SELECT * FROM job_usage WHERE job_id IN ({','.join('?' * len(chunk))})",
-                                          chunk):
-                    result[r["job_id"]] = JobUsageRecord(r["allocated_gpu_hours"], r["utilized_gpu_hours"],
-                                                         r["debt_usd"], r["energy_kwh"], r["carbon_kg"])
-        return result
+            for first in range(0, len(values), 500):
+                chunk = values[first:first + 500]
+                rows += self._db.execute(
+                    f"SELECT * FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     # --- GPU telemetry: samples per GPU and per process, and each node's agent -------------------------------
     # Its tables are created on first use, so this section stands apart from the schema above.
