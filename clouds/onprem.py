@@ -96,7 +96,7 @@ class RayNodesProvider:
                 gpu=gpu, gpu_count=max(gpus - held_gpus, 0.0),
                 gpu_memory_gb=(facts.gpu_memory_gb if facts else None) or (gpu_memory_gb(gpu) if gpu else 0.0) or 0.0,
                 vcpus=max(cpus - held_cpus, 0.0), memory_gb=max(memory - held_memory, 0.0),
-                price_per_hour=price if price is not None else 0.0, capacity=1,
+                price_per_hour=price if price is not None else 0.0, capacity=1, whole=(gpus, cpus, memory),
                 region=facts.region if facts else None,
                 gco2_per_kwh=facts.gco2_per_kwh if facts else None,
                 gpu_watts=(facts.gpu_watts if facts else None) or (gpu_tdp_watts(gpu) if gpu else None),

@@ -97,6 +97,9 @@ class Offer:
     gpu_watts: float | None = None  # per GPU under load
     host_watts: float = 0.0  # CPU, memory and the rest, per machine under load
     labels: tuple[tuple[str, str], ...] = ()
+    # The whole machine that `price_per_hour` pays for, where `gpu_count`, `vcpus` and `memory_gb` say only
+    # what is free now (an on-prem node with work on it); None: the free amounts are the whole machine.
+    whole: tuple[float, float, float] | None = None  # (GPUs, vCPUs, memory GB)
 
     def job_price_per_hour(self, demand: Demand) -> float:
         """What one node of a job with this demand pays per hour on this offer."""
@@ -105,11 +108,15 @@ class Offer:
         return self.price_per_hour * self.share(demand)
 
     def share(self, demand: Demand) -> float:
-        """The job's dominant share of this machine (GPUs if it has any, else CPUs or memory)."""
-        if self.gpu_count > 0 and demand.accelerator_count > 0:
-            return demand.accelerator_count / self.gpu_count
-        shares = [demand.cpus / self.vcpus if self.vcpus else 0.0,
-                  demand.memory_gb / self.memory_gb if self.memory_gb else 0.0]
+        """The job's dominant share of the whole machine (GPUs if it has any, else CPUs or memory).
+
+        Measured against the machine's total, not what is free: the last free GPU of a busy node costs
+        one GPU's share of its price, not the whole node's.
+        """
+        gpus, vcpus, memory_gb = self.whole or (self.gpu_count, self.vcpus, self.memory_gb)
+        if gpus > 0 and demand.accelerator_count > 0:
+            return min(1.0, demand.accelerator_count / gpus)
+        shares = [demand.cpus / vcpus if vcpus else 0.0, demand.memory_gb / memory_gb if memory_gb else 0.0]
         return min(1.0, max(shares))
 
 

@@ -120,3 +120,21 @@ def test_parse_amount() -> None:
     for bad in ("lots", "-1", "+"):
         with pytest.raises(ValueError):
             parse_amount(bad)
+
+
+def test_a_busy_node_charges_each_gpu_its_share_of_the_whole_node() -> None:
+    """The last free GPU of an 8-GPU node costs 1/8 of the node's price, not all of it (issue 19)."""
+    from clouds.onprem import RayNodesProvider
+    from placement.model import Demand
+
+    node = {"NodeID": "n1", "Alive": True, "Labels": {"placement.node": "busy"},
+            "Resources": {"GPU": 8.0, "CPU": 64.0, "memory": 512 * 1024 ** 3, "accelerator_type:A100": 1.0}}
+    provider = RayNodesProvider(jobs_client=None, list_nodes=lambda: [node])
+    idle, = provider.offers({})
+    busy, = provider.offers({"busy": (7.0, 56.0, 448.0)})
+    assert busy.gpu_count == 1 and busy.vcpus == 8
+    one_gpu = Demand(accelerator="A100", accelerator_count=1, cpus=8, memory_gb=64)
+    assert busy.job_price_per_hour(one_gpu) == pytest.approx(idle.price_per_hour / 8)
+    assert busy.job_price_per_hour(one_gpu) == pytest.approx(idle.job_price_per_hour(one_gpu))
+    cpu_only = Demand(cpus=8, memory_gb=16)
+    assert busy.job_price_per_hour(cpu_only) == pytest.approx(idle.price_per_hour * 8 / 64)

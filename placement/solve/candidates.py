@@ -92,7 +92,7 @@ def group_offers(snapshot: Snapshot) -> list[Group]:
         if offer.sharing is Sharing.SHARED and offer.capacity is not None:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.zone, offer.gpu, offer.gpu_count,
                    offer.gpu_memory_gb, offer.vcpus, offer.memory_gb, offer.price_per_hour, offer.gco2_per_kwh,
-                   offer.gpu_watts, offer.host_watts, offer.labels)
+                   offer.gpu_watts, offer.host_watts, offer.labels, offer.whole)
             copies = offer.capacity
         else:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.name, offer.spot,
