@@ -38,7 +38,7 @@ from placement.spend import RateLimit, rate_caps
 from placement.solve import RoundResult, solve_round
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
-from placement.spec import spec_from_data, to_job, to_jobs
+from placement.spec import launch_name, spec_from_data, to_job, to_jobs
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, UsageCheckpoint)
 from policies import load_policy
@@ -170,7 +170,9 @@ class Engine:
         valid, and the call returns only once they are durable.
         """
         classes = list(self.policy.priorities)
-        loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes) for d in documents]
+        roots = self.policy.files.allowed_roots
+        loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes, allowed_roots=roots)
+                  for d in documents]
         new, services = [], []
         for item in loaded:
             jobs = to_jobs([item])
@@ -626,7 +628,7 @@ def _new_service(item) -> NewService:
             target = min(target.values()) if target else None
         limits = (policy.min_replicas, policy.max_replicas if policy.max_replicas is not None else
                   policy.min_replicas, target or None)
-    name = item.spec.name or Path(item.file).stem
+    name = launch_name(item.spec.name or Path(item.file).stem)
     return NewService(name=name, team=placement.team, priority=placement.priority, spec=item.data,
                       source=item.source, min_replicas=limits[0], max_replicas=limits[1], target_qps=limits[2])
 

@@ -113,6 +113,12 @@ class DebtPolicy(DebtSettings):
         "flagged run, as an alternative to its own demands; false: `explain` and `status` only show it."))
 
 
+class FilesPolicy(_Strict):
+    allowed_roots: list[str] = Field(default_factory=list, description=(
+        "Directories of the service host that a job's local workdir and file_mounts sources may name (SkyPilot "
+        "uploads them from the host that launches). Default: none; jobs name buckets or a git workdir."))
+
+
 class Policy(_Strict):
     name: str
     description: str = ""
@@ -141,6 +147,8 @@ class Policy(_Strict):
     solver: SolverSettings = SolverSettings()
     debt: DebtPolicy = Field(default_factory=DebtPolicy, description=(
         "Computational debt: when a job is flagged as inefficient, and whether its recommendation is applied."))
+    files: FilesPolicy = Field(default_factory=FilesPolicy, description=(
+        "Which files of the service host jobs may upload (workdir, file_mounts)."))
 
     @model_validator(mode="after")
     def _priorities_non_empty(self) -> Policy:
