@@ -26,13 +26,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt,
                       PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator, ValidationError)
+                      model_validator)
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
 from placement.sources import check_sources
-from placement.yamlio import (ConfigError, FieldError, Invalid, check_data_limits, closest, load_documents, parse_model,
+from placement.yamlio import (ConfigError, Document, FieldError, Invalid, check_data_limits, closest, load_documents, parse_model,
                               show)
 
 DEFAULT_PRIORITY_CLASSES: tuple[str, ...] = ("low", "normal", "high", "critical")
@@ -718,11 +718,11 @@ def spec_from_data(data: dict[str, Any], source: str, *,
     the directories of this host its local workdir / file_mounts sources may name (None: not checked, for
     a spec read again after it was accepted)."""
     check_data_limits(data, source)
-    try:
-        spec = JobSpec.model_validate(data, context={"priority_classes": tuple(priority_classes),
-                                                     "allowed_roots": allowed_roots})
-    except ValidationError as exc:
-        raise ValueError(f"{source}: invalid job spec: {exc}") from None
+    context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
+    try:  # the same words as a file's errors, the source for a place (the service has no lines)
+        spec = parse_model(JobSpec, Document(data, source, 1, False, {}), context=context)
+    except ConfigError as exc:
+        raise ValueError("; ".join(str(e) for e in exc.errors)) from None
     file, _, document = source.rpartition("#")
     return LoadedSpec(spec, file or source, int(document) if document.isdigit() else 1, data)
 
