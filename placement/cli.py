@@ -335,7 +335,7 @@ def submit(
         loaded = load_specs(files, allowed_roots=call(handle.file_roots))  # the roots the service allows
         ids = send(handle, loaded)
         for job_id in ids:
-            out.print(job_id)
+            out.print(job_id, soft_wrap=True)  # never wrapped: scripts copy it
         if wait:
             _wait_placed(handle, ids, call)
     _guarded(body)

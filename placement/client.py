@@ -21,6 +21,7 @@ from placement.service import ServiceConfig
 from placement.spec import LoadedSpec
 
 CALL_TIMEOUT_S = 30.0  # the longest one call waits; the service is back within seconds of a crash
+START_TIMEOUT_S = 120.0  # a new service loads its inventory, catalogs and store before it first answers
 PROBE_TIMEOUT_S = 3.0  # Ray itself waits minutes for a GCS that is gone; a TCP probe first answers in seconds
 
 __all__ = ["ServiceError", "ServiceUnavailable", "call", "down", "service", "submit", "up"]
@@ -48,7 +49,7 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig) 
         from dataclasses import replace
 
         service = start_service(replace(config, dashboard_url=context.dashboard_url))
-        ray.get(service.status.remote("-"), timeout=CALL_TIMEOUT_S)  # wait until it answers
+        ray.get(service.status.remote("-"), timeout=START_TIMEOUT_S)  # wait until it answers
     state = read_state()
     write_state({"started_ray": started_ray or state.get("started_ray", False),
                  "address": context.address_info.get("gcs_address"), "store": config.store_path})

@@ -153,7 +153,7 @@ class Document:
 MAX_FILE_BYTES = 1024 * 1024  # a file larger than 1 MiB is not read
 MAX_DEPTH = 64  # mappings and lists nested deeper than this
 MAX_ALIASES = 1_000  # `*name` references in one file
-MAX_NODES = 100_000  # values one file expands to, counting each alias as the whole value it repeats
+MAX_NODES = 20_000  # values one file expands to, counting each alias as the whole value it repeats
 MAX_EXPANDED_BYTES = MAX_FILE_BYTES  # characters of scalars one file expands to, aliases expanded
 
 

@@ -21,7 +21,7 @@ from placement.reconciler import handle_for
 from placement.service import Engine, ServiceConfig
 from placement.spec import (LAUNCH_NAME_PATTERN, NAME_MAX_LENGTH, SKY_NAME_PATTERN, launch_name, load_specs,
                             spec_from_data, to_jobs)
-from placement.yamlio import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, ConfigError
+from placement.yamlio import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "bad_specs"
@@ -57,8 +57,8 @@ def _many_aliases(tmp_path: Path) -> Path:
 
 
 HOSTILE = {  # file (or how to make it) -> (line, words naming the limit); None: the line where the file passes 1 MiB
-    "alias_bomb_unknown_keys.yaml": (9, "expands to more than 100,000 values (MAX_NODES)"),
-    "alias_bomb_config.yaml": (10, "expands to more than 100,000 values (MAX_NODES)"),
+    "alias_bomb_unknown_keys.yaml": (8, f"expands to more than {MAX_NODES:,} values (MAX_NODES)"),
+    "alias_bomb_config.yaml": (9, f"expands to more than {MAX_NODES:,} values (MAX_NODES)"),
     "deep_nesting.yaml": (3, f"nests values deeper than {MAX_DEPTH} levels (MAX_DEPTH)"),
     "twenty_megabytes": (None, f"larger than {MAX_FILE_BYTES:,} bytes (MAX_FILE_BYTES)"),
     "many_aliases": (MAX_ALIASES + 4, f"more than {MAX_ALIASES:,} aliases (MAX_ALIASES)"),
@@ -113,7 +113,7 @@ def _recursive() -> list:
 
 
 @pytest.mark.parametrize("data, words", [
-    ({"name": "bomb", "config": {"a": _shared_bomb(8)}}, "more than 100,000 values (MAX_NODES)"),
+    ({"name": "bomb", "config": {"a": _shared_bomb(8)}}, f"more than {MAX_NODES:,} values (MAX_NODES)"),
     ({"name": "deep", "config": {"a": _recursive()}}, f"deeper than {MAX_DEPTH} levels (MAX_DEPTH)"),
     ({"name": "long", "run": "x" * (MAX_FILE_BYTES + 1)}, "characters of text (MAX_EXPANDED_BYTES)"),
 ])
