@@ -130,10 +130,12 @@ def validate(files: Files, policy: PolicyOpt = "balanced") -> None:
 
 
 def _summarise(job: Job, file: str) -> None:
+    from rich.markup import escape
+
     shape = " or ".join(f"{d.accelerator}:{d.accelerator_count:g}" if d.accelerator else "CPU" for d in job.demands)
     nodes = f" x{job.num_nodes} nodes" if job.num_nodes > 1 else ""
     out.print(f"[green]ok[/green] {job.id}: {shape}{nodes}, team {job.team}, {job.priority}, "
-              f"~{job.expected_hours:g} h, tiers {'/'.join(sorted(t.value for t in job.tiers))} [dim]({file})[/dim]")
+              f"~{job.expected_hours:g} h, tiers {'/'.join(sorted(t.value for t in job.tiers))} [dim]({escape(file)})[/dim]")
 
 
 @app.command()

@@ -107,6 +107,18 @@ def test_submit_to_a_service_that_does_not_answer_says_the_jobs_may_be_stored(re
     assert "not answering (restarting?)" in line and "may still be stored" in line
 
 
+def test_submit_names_the_line_of_a_source_the_service_would_refuse(restarting, tmp_path):
+    """The CLI asks the service for its allowed roots and checks the file itself, so the refusal has a line
+    (the double would not answer `submit`: reaching it would end in the time-out instead)."""
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: keys\nfile_mounts:\n  /remote/k: ~/.ssh\nrun: ls\n")
+    result = invoke("submit", str(spec))
+    assert result.exit_code == 1
+    [line] = error_lines(result.output)
+    assert line.startswith(f"error: {spec}:3: file_mounts['/remote/k']: names a file of the service host outside "
+                           "the policy's allowed roots"), line
+
+
 def test_a_refusal_of_the_service_is_its_message(restarting):
     result = invoke("explain", "nope-1")
     assert result.exit_code == 1
