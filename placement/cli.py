@@ -25,7 +25,6 @@ from rich.table import Table
 from rich.text import Text
 
 from placement.errors import ServiceError, ServiceUnavailable
-
 from placement.model import Job, Tier
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -134,8 +133,9 @@ def _summarise(job: Job, file: str) -> None:
 
     shape = " or ".join(f"{d.accelerator}:{d.accelerator_count:g}" if d.accelerator else "CPU" for d in job.demands)
     nodes = f" x{job.num_nodes} nodes" if job.num_nodes > 1 else ""
+    tiers = "/".join(sorted(t.value for t in job.tiers))
     out.print(f"[green]ok[/green] {job.id}: {shape}{nodes}, team {job.team}, {job.priority}, "
-              f"~{job.expected_hours:g} h, tiers {'/'.join(sorted(t.value for t in job.tiers))} [dim]({escape(file)})[/dim]")
+              f"~{job.expected_hours:g} h, tiers {tiers} [dim]({escape(file)})[/dim]")
 
 
 @app.command()

@@ -32,8 +32,8 @@ from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
 from placement.sources import check_sources
-from placement.yamlio import (ConfigError, Document, FieldError, Invalid, check_data_limits, closest, load_documents, parse_model,
-                              show)
+from placement.yamlio import (ConfigError, Document, FieldError, Invalid, check_data_limits, closest,
+                              load_documents, parse_model, show)
 
 DEFAULT_PRIORITY_CLASSES: tuple[str, ...] = ("low", "normal", "high", "critical")
 
