@@ -645,7 +645,8 @@ class PlacementSpec(_Strict):
 class JobSpec(_Strict):
     """A job: a SkyPilot task (every field of SkyPilot 0.14's task YAML) plus `placement:`."""
 
-    name: Annotated[str, AfterValidator(_check_name)] | None = None
+    name: Annotated[str, AfterValidator(_check_name), WithJsonSchema(
+        {"type": "string", "pattern": f"^{SKY_NAME_PATTERN}$", "maxLength": NAME_MAX_LENGTH})] | None = None
     workdir: str | GitWorkdir | None = None
     event_callback: str | None = None
     num_nodes: PositiveInt = 1
