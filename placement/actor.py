@@ -94,7 +94,9 @@ class PlacementService:
         self._metrics.record_round(
             round_seconds=report.seconds, solve_seconds=report.plan.stats.total_seconds,
             pending_by_reason=report.pending_by_reason, placements_by_tier=report.placed_by_tier,
-            gpus_by_tier_team=report.gpus_by_tier_team, spend_rate_by_scope=report.spend_rate_by_scope,
+            gpus_by_tier_team=report.gpus_by_tier_team,
+            # a capped scope with nothing running spends 0 (a series, so its ratio to the cap can be taken)
+            spend_rate_by_scope={**dict.fromkeys(report.limit_by_scope, 0.0), **report.spend_rate_by_scope},
             cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
             downscaled_by_action_team=dict(downscaled))
 

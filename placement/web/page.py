@@ -45,7 +45,7 @@ class PageData:
 
 def render(data: PageData) -> str:
     """The whole page."""
-    sections = [_queue(data.jobs, data.now), _running(data.jobs), _spend(data.spend, data.spend_history),
+    sections = [_queue(data.jobs), _running(data.jobs), _spend(data.spend, data.spend_history, data.now),
                 _debt(data.debt), _rounds(data.rounds)]
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Placement engine</title>"
             f'<meta http-equiv="refresh" content="{REFRESH_S}"><style>{_STYLE}</style></head><body>'
@@ -54,7 +54,7 @@ def render(data: PageData) -> str:
             + "".join(sections) + "</body></html>")
 
 
-def _queue(jobs: list[dict[str, Any]], now: float) -> str:
+def _queue(jobs: list[dict[str, Any]]) -> str:
     pending = sorted((j for j in jobs if j["state"] == "pending"), key=lambda j: -j["age_s"])
     rows = "".join(
         f'<tr class=pending data-job="{_e(j["id"])}"><td>{_e(j["id"])}</td><td>{_e(j["name"])}</td>'
@@ -82,13 +82,13 @@ def _running(jobs: list[dict[str, Any]]) -> str:
                      f"<td class=num>{(j['gpus'] or 0):g}</td><td class=num>{_usd(j['usd_per_hour'] or 0)}/h</td>"
                      f"<td class=num>{_usd(j['spent_usd'])}</td></tr>" for j in running)
     if not running:
-        return "<h2 id=running>Running work</h2><p class=muted>nothing is running</p>"
-    return ("<h2 id=running>Running work by tier and team</h2>"
+        return "<h2 id=running>Running work</h2><p class=muted>nothing is running or planned</p>"
+    return ("<h2 id=running>Running and planned work by tier and team</h2>"
             + _table(("tier", "team", "jobs", "GPUs", "$/h"), summary)
             + _table(("job", "name", "state", "tier", "target", "team", "GPUs", "$/h", "spent"), detail))
 
 
-def _spend(rows: list[dict[str, Any]], history: list[SpendPoint]) -> str:
+def _spend(rows: list[dict[str, Any]], history: list[SpendPoint], now: float) -> str:
     body = []
     for row in rows:
         cap = row.get("cap") or {}
@@ -110,7 +110,7 @@ def _spend(rows: list[dict[str, Any]], history: list[SpendPoint]) -> str:
     if history:
         from placement.web.charts import spend_svg  # matplotlib: only when there is something to draw
 
-        chart = f"<figure id=spend-chart>{_svg_body(spend_svg(history))}<figcaption>$/h per scope and its cap " \
+        chart = f"<figure id=spend-chart>{_svg_body(spend_svg(history, now))}<figcaption>$/h per scope and its cap " \
                 f"(dashed), last day</figcaption></figure>"
     else:
         chart = "<p class=muted>no round has run yet</p>"
