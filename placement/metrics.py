@@ -57,7 +57,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
                                     ("scope", "period")),
     "placement_spend_projected_usd": ("What a scope will have accrued at the end of the UTC day or month if its "
                                       "work runs on at today's rate", ("scope", "period")),
-    "placement_pending_over_max_wait": ("Pending jobs that have waited longer than their max_wait, by team",
+    "placement_pending_over_max_wait": ("Pending jobs that have waited their max_wait or longer, by team",
                                         ("team",)),
     "placement_telemetry_report_timestamp_seconds": ("When a node's telemetry agent last reported (Unix time)",
                                                      ("node",)),
@@ -82,8 +82,10 @@ EXPORTED: tuple[str, ...] = (
 
 
 def over_max_wait(jobs: Iterable[Job]) -> dict[str, int]:
-    """Pending jobs that have waited past their `max_wait`, counted per team (teams with none: absent)."""
-    return dict(collections.Counter(j.team for j in jobs if j.max_wait_hours is not None and j.waited_hours > j.max_wait_hours))
+    """Pending jobs that have waited their `max_wait` or longer (overdue, as the solver counts them: it then
+    prices their wait higher), per team; teams with none are absent."""
+    return dict(collections.Counter(j.team for j in jobs
+                                    if j.max_wait_hours is not None and j.waited_hours >= j.max_wait_hours))
 
 
 class ServiceMetrics:

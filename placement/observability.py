@@ -34,14 +34,15 @@ def prepare_ray_env(grafana: str | None = None, port: int = prometheus.DEFAULT_P
 
 def after_up(service: Any, port: int = prometheus.DEFAULT_PORT) -> list[str]:
     """Start Prometheus for the connected cluster's session (once), and give the status page's link."""
-    lines = [_start_prometheus(port)]
+    lines = [start_prometheus(port)]
     page = ray.get(service.status_page.remote(), timeout=60)
     if page is not None:
         lines.append(f"Status page: {page['link']} (opening it once sets a cookie; the token is the cluster's)")
     return [line for line in lines if line]
 
 
-def _start_prometheus(port: int) -> str:
+def start_prometheus(port: int = prometheus.DEFAULT_PORT) -> str:
+    """Start Prometheus for the connected cluster's Ray session unless it runs already; the line to print."""
     global _said_missing
     if prometheus.binary() is None:
         if _said_missing:
@@ -51,9 +52,9 @@ def _start_prometheus(port: int) -> str:
                 f"(install: {prometheus.INSTALL_HINT}; then `placement up` again). The status page works without it.")
     session_dir = ray._private.worker.global_worker.node.address_info["session_dir"]
     state = _read()
-    if state and _alive(state["pid"]) and state.get("session_dir") == session_dir:
+    if state and prometheus.running(state["pid"]) and state.get("session_dir") == session_dir:
         return f"Prometheus (already running): {state['url']}"
-    if state and _alive(state["pid"]):  # a new Ray session: its discovery file moved
+    if state and prometheus.running(state["pid"]):  # a new Ray session: its discovery file moved
         prometheus.stop(state["pid"])
     try:
         started = prometheus.start(session_dir, state_file().parent / "prometheus", port)
@@ -76,10 +77,3 @@ def _read() -> dict[str, Any]:
     path = _state_path()
     return json.loads(path.read_text()) if path.exists() else {}
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False

@@ -105,19 +105,30 @@ def ready(base_url: str) -> bool:
         return False
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live Prometheus (a pid from an old state file may since belong to anything else)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return Path(command.decode(errors="replace")).name == "prometheus" and state != "Z"
+
+
 def stop(pid: int, wait_s: float = 10.0) -> bool:
-    """Stop the Prometheus with this pid (SIGTERM, then SIGKILL); False if it was not running."""
+    """Stop the Prometheus with this pid (SIGTERM, then SIGKILL); False if no Prometheus runs under it."""
+    if not running(pid):
+        _reap(pid)
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
         _reap(pid)
+        if not running(pid):
+            return True
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     _reap(pid)
