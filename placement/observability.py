@@ -32,9 +32,9 @@ def prepare_ray_env(grafana: str | None = None, port: int = prometheus.DEFAULT_P
         os.environ["RAY_GRAFANA_HOST"] = grafana.rstrip("/")
 
 
-def after_up(service: Any, port: int = prometheus.DEFAULT_PORT) -> list[str]:
+def after_up(service: Any, port: int | None = None) -> list[str]:
     """Start Prometheus for the connected cluster's session (once), and give the status page's link."""
-    lines = [start_prometheus(port)]
+    lines = [start_prometheus(port or prometheus.DEFAULT_PORT)]
     page = ray.get(service.status_page.remote(), timeout=60)
     if page is not None:
         lines.append(f"Status page: {page['link']} (opening it once sets a cookie; the token is the cluster's)")

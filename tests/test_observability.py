@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import pytest
 import ray
@@ -78,7 +79,35 @@ def test_the_ray_dashboard_is_pointed_at_prometheus_and_grafana(monkeypatch, tmp
 
 
 def _get(url: str) -> str:
-    import urllib.request
-
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
+
+
+@needs_prometheus
+def test_placement_up_and_down_on_the_cluster(ray_cluster, state_home, tmp_path, monkeypatch):
+    """The CLI as an operator runs it, attached to the test cluster: Prometheus and the page's link, then down."""
+    from typer.testing import CliRunner
+
+    from placement.actor import find_service
+    from placement.cli import app
+
+    assert find_service() is None, "another test left the default-named service running"
+    port = free_port()
+    monkeypatch.setattr(prometheus, "DEFAULT_PORT", port)  # not 9090: another Prometheus may run on this machine
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["up", "--address", ray_cluster.address, "--store", str(tmp_path / "p.db"),
+                                     "--interval", "5"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert f"Prometheus: http://127.0.0.1:{port}" in result.output
+        [link] = [word for word in result.output.split() if "?token=" in word]
+        assert link.startswith("http://127.0.0.1:")
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())  # keeps the cookie the link sets
+        with browser.open(link, timeout=30) as response:  # follows the redirect, sending the cookie
+            assert response.status == 200 and b"<h1>Placement engine</h1>" in response.read()
+    finally:
+        done = runner.invoke(app, ["down"], catch_exceptions=False)
+        if not ray.is_initialized():  # `down` disconnects this process; the other tests share its connection
+            ray.init(address=ray_cluster.address, namespace="placement-tests")
+    assert "stopped the service" in done.output and "stopped Prometheus" in done.output
+    assert find_service() is None and not prometheus.ready(f"http://127.0.0.1:{port}")
