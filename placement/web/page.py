@@ -24,7 +24,8 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-botto
 table { border-collapse: collapse; margin: .4em 0; } td, th { padding: .2em .7em; text-align: left; }
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; } td.num { text-align: right; }
 .reason { color: #8a4b00; } .muted { color: #777; }
-.bar { width: 16em; height: 1em; background: #eee; border: 1px solid #bbb; display: inline-block; vertical-align: middle; }
+.bar { width: 16em; height: 1em; background: #eee; border: 1px solid #bbb; display: inline-block;
+       vertical-align: middle; }
 .fill { height: 100%; background: #3a7bd5; } .fill.warn { background: #e0a100; } .fill.over { background: #d33; }
 svg { max-width: 100%; height: auto; }
 """
@@ -101,10 +102,11 @@ def _spend(rows: list[dict[str, Any]], history: list[SpendPoint], now: float) ->
                                          ("month", "month_usd", "projected_month_usd")):
             budget = cap.get(f"usd_per_{period}")
             if budget is not None:
-                bars.append(_bar(row["scope"], period, row[spent], budget,
-                                 f"{_usd(row[spent])} of {_usd(budget)} this {period}; projected {_usd(row[projected])}"))
+                bars.append(_bar(row["scope"], period, row[spent], budget, f"{_usd(row[spent])} of {_usd(budget)} "
+                                 f"this {period}; projected {_usd(row[projected])}"))
         if not bars:
-            bars.append(f"<span class=muted>no cap; {_usd(row['usd_per_hour'])}/h, {_usd(row['today_usd'])} today</span>")
+            bars.append(f"<span class=muted>no cap; {_usd(row['usd_per_hour'])}/h, "
+                        f"{_usd(row['today_usd'])} today</span>")
         body.append(f"<tr><td>{_e(row['scope'])}</td><td>{'<br>'.join(bars)}</td></tr>")
     table = _table(("scope", "against its caps"), "".join(body)) if rows else "<p class=muted>no spend scopes</p>"
     if history:
@@ -139,7 +141,8 @@ def _debt(answer: Mapping[str, Any]) -> str:
         from placement.debt_plot import allocation_vs_utilization_svg
 
         points = UsageSeries(tuple(series["t"]), tuple(series["allocated_gpus"]), tuple(series["utilized_gpus"]))
-        chart = (f"<figure id=debt-chart>{_svg_body(allocation_vs_utilization_svg(points, 'GPUs allocated vs utilized, last day'))}"
+        svg = allocation_vs_utilization_svg(points, "GPUs allocated vs utilized, last day")
+        chart = (f"<figure id=debt-chart>{_svg_body(svg)}"
                  "<figcaption>the gap is computational debt</figcaption></figure>")
     note = "" if (answer.get("telemetry") or {}).get("available") else \
         "<p class=muted>no GPU telemetry (no NVML on these nodes): allocation only, no debt claimed</p>"
