@@ -262,8 +262,12 @@ def up(
                                      "`placement sky-setup` first). Without it they are planned, not launched.")] = False,
     sky_api_server: Annotated[Optional[str], typer.Option(
         help="SkyPilot API server endpoint (default: SkyPilot's own choice, a local server).")] = None,
+    grafana: Annotated[Optional[str], typer.Option(
+        help="A Grafana's URL, for the Ray dashboard's charts (RAY_GRAFANA_HOST of a Ray that `up` starts).")] = None,
 ) -> None:
-    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor."""
+    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor;
+    then Prometheus, if installed, and the status page's link."""
+    from placement import observability
     from placement.client import ServiceUnavailable
     from placement.client import up as start
     from placement.service import ServiceConfig, default_store_path
@@ -274,6 +278,7 @@ def up(
                            clouds=clouds, sky_api_server=sky_api_server)
 
     def body() -> None:
+        observability.prepare_ray_env(grafana)
         with err.status("Starting Ray and the placement service..."):
             try:
                 done = start(address=address, simulate_inventory=simulate_inventory, config=config)
@@ -282,6 +287,8 @@ def up(
         ray_note = "started a local Ray" if done["started_ray"] else f"attached to Ray at {done['address']}"
         service_note = "started the service" if done["started_service"] else "the service was already running"
         out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}")
+        for line in observability.after_up(_service(address)):
+            out.print(line, soft_wrap=True)
     _guarded(body)
 
 
@@ -313,11 +320,14 @@ def sky_setup(
 @_handled
 def down() -> None:
     """Stop the service, and the local Ray if `placement up` started it (and nothing else)."""
+    from placement import observability
     from placement.client import down as stop
 
     done = stop()
     out.print(("stopped the service" if done["stopped_service"] else "no service was running")
               + ("; stopped the local Ray" if done["stopped_ray"] else ""))
+    if stopped := observability.stop():
+        out.print(stopped)
 
 
 @app.command()

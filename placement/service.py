@@ -80,6 +80,7 @@ class ServiceConfig:
     failover: Failover = field(default_factory=Failover)
     telemetry_raw_retention_s: float = 2 * 86400.0  # raw GPU samples older than this are folded into minute rows
     telemetry_minute_retention_s: float = 30 * 86400.0  # minute rows (and anything older) are deleted after this
+    status_port: int | None = 8267  # the status page on 127.0.0.1 (taken: a free port; 0: any; None: no page)
 
     def __post_init__(self) -> None:
         if not 0 < self.telemetry_raw_retention_s <= self.telemetry_minute_retention_s:
