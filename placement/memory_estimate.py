@@ -265,8 +265,9 @@ class Estimate:
         return _round_up(self.total_gb)
 
     def required_gb(self, margin: float) -> float:
-        """What a GPU must have with the policy's margin: the total x (1 + margin), rounded up to 0.1 GB."""
-        return _round_up(self.total_gb * (1 + margin))
+        """What a GPU must have with the policy's margin: the central figure x (1 + margin), rounded up to 0.1 GB
+        (as `Job.gpu_memory_needed` works it out from `peak_gb`)."""
+        return _round_up(self.peak_gb * (1 + margin))
 
 
 def _round_up(gb: float) -> float:
