@@ -16,7 +16,7 @@ target holds: every row within +-15% of NVML, and none under by more than the po
 estimate of every example spec in configs/jobs that gives the model's facts, with the margin, against the
 largest GPU it asks for. Writes JSON.
 
-    python benchmarks/memory_estimator.py [--csv FILE] [--margin 0.10] [--out FILE]
+    python benchmarks/memory_estimator.py [--csv FILE]... [--margin 0.10] [--out FILE]
 """
 
 from __future__ import annotations
@@ -82,16 +82,18 @@ def examples(margin: float) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--csv", default=str(CALIBRATION_CSV))
+    parser.add_argument("--csv", action="append", help="calibration CSV, repeatable (default: the shipped rows); "
+                        "benchmarks/measure_memory.py writes more")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="the policy's memory margin")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "memory_estimator.json"))
     args = parser.parse_args()
 
-    rows = read_calibration(args.csv)
+    files = args.csv or [str(CALIBRATION_CSV)]
+    rows = [row for path in files for row in read_calibration(path)]
     fitted = calibrate(rows, args.margin)
     models = sorted({r.model for r in rows})
     by_model: dict[str, Calibration] = {m: calibrate([r for r in rows if r.model != m], args.margin) for m in models}
-    print(f"{len(rows)} rows of {len(models)} models from {args.csv}; margin {args.margin:.0%}")
+    print(f"{len(rows)} rows of {len(models)} models from {', '.join(files)}; margin {args.margin:.0%}")
     print(f"{'constants':<28} {'context GB':>10} {'reserve share':>14}")
     for name, c in [("shipped", CALIBRATED), ("fitted on all rows", fitted)] + [
             (f"fitted without {m}", by_model[m]) for m in models]:
@@ -134,7 +136,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": str(args.csv), "margin": args.margin, "shipped": asdict(CALIBRATED),
+    out.write_text(json.dumps({"data": files, "margin": args.margin, "shipped": asdict(CALIBRATED),
                                "fitted": asdict(fitted), "fitted_without": {m: asdict(c) for m, c in by_model.items()},
                                "summary": results, "rows": records, "examples": estimated_examples}, indent=2))
     print(f"wrote {out}")
