@@ -44,9 +44,9 @@ def relative_error(figures: Estimate, row: MeasuredPeak) -> float:
 
 
 def parts(figures: Estimate) -> str:
-    return "+".join(f"{v:.2f}" for v in (figures.weights_gb, figures.gradients_gb, figures.optimizer_gb,
-                                         max(figures.activations_gb, figures.step_gb), figures.reserve_gb,
-                                         figures.cuda_context_gb))
+    return "+".join(f"{v:.2f}" for v in (figures.weights_gb, figures.optimizer_gb,
+                                         max(figures.activations_gb, figures.gradients_gb + figures.step_gb),
+                                         figures.reserve_gb, figures.cuda_context_gb))
 
 
 def summary(errors: list[float], margin: float) -> dict:
@@ -62,7 +62,7 @@ def summary(errors: list[float], margin: float) -> dict:
 def examples(margin: float) -> list[dict]:
     """The estimate of each example spec with model facts, with the margin, against the largest GPU it asks for."""
     print(f"\n{'example':<22} {'estimate':>8} {'+margin':>8} {'largest GPU asked':>18}   "
-          "weights+grads+optim+max(activ,step)+reserve+ctx GB")
+          "weights+optim+max(activ,grads+step)+reserve+ctx GB")
     found = []
     for loaded in load_specs([EXAMPLES]):
         hint = loaded.spec.placement.gpu_memory
@@ -100,7 +100,7 @@ def main() -> None:
         print(f"{name:<28} {c.cuda_context_gb:>10.3f} {c.reserve_share:>14.4f}")
 
     print(f"\n{'model':<10} {'prec':<5} {'optim':<12} {'batch':>5} {'seq/img':>7} {'NVML GB':>8} {'in-sample':>9} "
-          f"{'err':>7} {'LOMO':>7} {'err':>7} {'LORO err':>8}   in-sample: weights+grads+optim+max(activ,step)+"
+          f"{'err':>7} {'LOMO':>7} {'err':>7} {'LORO err':>8}   in-sample: weights+optim+max(activ,grads+step)+"
           "reserve+ctx GB")
     records = []
     errors: dict[str, list[float]] = {"in_sample": [], "leave_one_model_out": [], "leave_one_row_out": []}

@@ -179,7 +179,7 @@ def estimate_command(
             if figures is not None:
                 for name, value in breakdown(figures):
                     table.add_row(name, f"{value:.2f}")
-                table.add_row("estimate (the larger phase)", f"{figures.total_gb:.2f}")
+                table.add_row("estimate (the larger phase, + reserve, + context)", f"{figures.total_gb:.2f}")
                 table.add_row(f"with the policy's {margin:.0%} margin", f"{needed:g}")
             else:
                 table.add_row("given outright (per_gpu_gb), no margin", f"{needed:g}")

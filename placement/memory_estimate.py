@@ -1,45 +1,50 @@
 """Peak GPU memory per GPU of a training or inference job, from the model's facts.
 
 The estimate is a central figure; placement adds the policy's stated margin (`memory.margin`):
-a GPU fits when estimate x (1 + margin) <= its memory. The central figure is the sum of
+a GPU fits when estimate x (1 + margin) <= its memory. The central figure is
 
-- model states (ZeRO, Rajbhandari et al. 2020): weights at their precision; when training, fp32
-  gradients (PyTorch AMP keeps fp32 parameters), an fp32 master copy of weights stored narrower than
-  fp32, and the optimizer's fp32 state (Adam: m and v). AdamW in bf16 is 2 + 4 + 4 + 8 = 18 bytes per
-  parameter, in fp32 4 + 4 + 8 = 16. With `trainable_parameters` (LoRA, adapters, a frozen backbone)
-  gradients, master weights and optimizer state are held for those alone;
-- the larger of two phases: the activations the backward pass needs, or the optimizer step's
-  temporaries (PyTorch's default foreach Adam materialises sqrt(v) for every tensor at once: 4 bytes
-  per trained parameter; SGD steps in place). A large model with a small batch peaks in the step;
-- activations, counted per model kind from what the layers save for the backward pass (no
-  constant borrowed from another kind):
-  - transformers (language models and ViTs), per token and layer (Korthikanti et al. 2022, counted
-    for PyTorch's memory-efficient attention, SDPA): each norm's input in fp32 (AMP keeps the residual
-    stream in fp32; RMSNorm as Hugging Face's Llama writes it keeps a second fp32 copy), the QKV
-    projection's input, Q, K and V (narrower K and V with grouped-query attention), the attention
-    output and the output projection's input, the MLP's input, its activation's input and output
-    (SwiGLU: gate, up, their product, the SiLU), and 1-byte dropout masks where the model trains with
-    dropout; `attention: eager` adds heads x tokens^2 scores per layer. A ViT's tokens are
-    (image_size / patch_size)^2 + 1 (the class token); a language model adds its logits (16 bytes
-    each in fp32: logits, log-softmax and both gradients; 20 at 16 bit, the loss upcasting them);
-  - CNNs (ResNets), per image from the architecture's feature maps: every convolution's output (the
-    batch norm's input) and every ReLU's output (the next convolution's input), the stem's max-pool
-    indices (int64); at 16 bit the tensors are half as wide, the indices are not;
-- the caching allocator's reserve: what PyTorch holds in cached segments beyond the peak allocation.
-  The allocator rounds blocks to 512 B and gives every tensor of 10 MiB or more its own segment rounded
-  up to 2 MiB, and keeps segments: the rounding costs about 1 MiB per large tensor, per copy (weights,
-  gradients, master weights, each optimizer buffer, the step's temporary), so it grows with the number
-  of layers and the size of the largest tensors, not with activations; and the blocks activations free
-  and re-allocate at other sizes fragment the cache in proportion to them (`reserve_share`,
-  calibrated);
+    weights + optimizer + max(activations, gradients + optimizer step) + allocator reserve + CUDA context
+
+- model states (ZeRO, Rajbhandari et al. 2020): weights at their precision; an fp32 master copy of weights
+  stored narrower than fp32 and the optimizer's fp32 state (Adam: m and v); fp32 gradients (PyTorch AMP
+  keeps fp32 parameters). AdamW in bf16 is 2 + 4 + 4 + 8 = 18 bytes per parameter, in fp32 4 + 4 + 8 = 16.
+  With `trainable_parameters` (LoRA, adapters, a frozen backbone) gradients, master weights and optimizer
+  state are held for those alone;
+- two phases: the forward pass ends holding every activation the backward pass needs, and no gradients
+  yet (PyTorch's `zero_grad` sets them to None; the backward frees activations as it makes gradients);
+  the optimizer step holds the gradients and its temporaries (PyTorch's default foreach Adam materialises
+  sqrt(v) for every tensor at once: 4 bytes per trained parameter; SGD steps in place). The peak is the
+  larger: a large model with a small batch peaks in the step;
+- activations, counted per model kind from what the layers save for the backward pass (no constant
+  borrowed from another kind):
+  - transformers (language models and ViTs), per token and layer (Korthikanti et al. 2022, counted for
+    PyTorch's memory-efficient attention, SDPA): each norm's input in fp32 (AMP keeps the residual stream
+    in fp32; RMSNorm as Hugging Face's Llama writes it keeps a second fp32 copy), the QKV projection's
+    input, Q, K and V (narrower K and V with grouped-query attention), the attention output and the output
+    projection's input, the MLP's input and what its activation saves: GELU its input and output; SwiGLU
+    gate, up, the SiLU and their product; GPT-2's `gelu_new`, written in Python ops, five tensors
+    (x, tanh, 1 + tanh, 0.5 x, the output; under AMP three of them fp32, `pow` autocasting); 1-byte
+    dropout masks where the model trains with dropout; `attention: eager` adds heads x tokens^2 scores per
+    layer. A ViT's tokens are (image_size / patch_size)^2 + 1 (the class token); a language model adds its
+    logits: 12 bytes each (the fp32 logits, or AMP's upcast, the log-softmax and its gradient);
+  - CNNs (ResNets), per image from the architecture's feature maps: every convolution's output (the batch
+    norm's input) and every ReLU's output (the next convolution's input), the stem's max-pool indices
+    (int64); at 16 bit the tensors are half as wide, the indices are not; and cuDNN's convolution
+    workspace, taken as one largest feature map;
+- the caching allocator's reserve: what PyTorch holds in cached segments beyond the peak allocation. The
+  allocator rounds blocks to 512 B and gives every tensor of 10 MiB or more its own segment rounded up to
+  2 MiB, and keeps segments: the rounding costs about 1 MiB per large tensor, per copy (weights, gradients,
+  master weights, each optimizer buffer, the step's temporary), so it grows with the number of layers and
+  the size of the largest tensors, not with activations; and the blocks activations free and re-allocate
+  at other sizes fragment the cache in proportion to them (`reserve_share`, calibrated);
 - the CUDA context (driver, cuBLAS workspace, NVML's own reservation; calibrated).
 
 Where the facts leave the model's shape out, `model:` names a row of `placement.model_shapes` (GPT-2,
 Llama, Mistral, ViT, ResNet), else the shape is derived from the parameter count (P ~ 12 x layers x
-hidden^2 at a fixed hidden/layers ratio; without `vocab_size` a large vocabulary is assumed; an image
-model without `patch_size` is taken for a ResNet-50 at its resolution). Each GPU is assumed to hold a
-whole replica (data parallel); sharded training needs less per GPU: give `per_gpu_gb` for it. Sizes are
-decimal GB (10^9 bytes), which errs large against GPU sizes: an "80 GB" H100 holds 85.5e9 bytes.
+hidden^2 at a fixed hidden/layers ratio, a GELU MLP; without `vocab_size` a large vocabulary is assumed;
+an image model without `patch_size` is taken for a ResNet-50 at its resolution). Each GPU is assumed to
+hold a whole replica (data parallel); sharded training needs less per GPU: give `per_gpu_gb` for it. Sizes
+are decimal GB (10^9 bytes), which errs large against GPU sizes: an "80 GB" H100 holds 85.5e9 bytes.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ STEP_TEMPORARY_BYTES = {"adam": 4.0, "adamw": 4.0}  # foreach Adam's sqrt(v), ev
 INFERENCE = "none"
 ATTENTION = ("sdpa", "eager")
 DEFAULT_MARGIN = 0.10  # the policy's default `memory.margin`
+UNDER_WEIGHT = 3.0  # calibration: an under-estimate counts three times an over-estimate
 
 HIDDEN_PER_LAYER = 64  # hidden size / layers: GPT-2 small, BERT-base, ViT-B; GPT-2 XL is deeper (33), Llama wider (128)
 HEAD_WIDTH = 64  # hidden / heads where the heads are not given
@@ -77,9 +83,10 @@ DEFAULT_BATCH = 1
 DEFAULT_SEQUENCE = 2048
 DEFAULT_IMAGE = 224
 DEFAULT_CNN = "resnet50"  # what an image model without patch_size or model is taken for
-LOGIT_BYTES = {"fp32": 16.0, "16bit": 20.0}  # per logit of a causal-LM loss: logits, log-softmax, two gradients
+LOGIT_BYTES = 12.0  # per logit of a causal-LM loss: the fp32 logits (or AMP's upcast), log-softmax, its gradient
 INFERENCE_LOGIT_BYTES = 4.0  # fp32 logits of a prefill
 MASK_BYTES = 1.0  # a dropout mask element
+CONV_WORKSPACE_MAPS = 1.0  # cuDNN's convolution workspace, in the batch's largest feature maps
 INDEX_BYTES = 8.0  # a max-pool index (int64)
 LARGE_TENSOR_BYTES = 10 * MIB  # the caching allocator's kMinLargeAlloc: from here a tensor has its own segment...
 ROUNDING_WASTE_BYTES = 1 * MIB  # ...rounded up to 2 MiB (kRoundLarge): 1 MiB lost on average
@@ -96,7 +103,7 @@ class Calibration:
 # Calibrated by `calibrate()` on configs/telemetry/h100_training_memory_calibration.csv (8 rows: GPT-2 124M with
 # AdamW, ResNet-50 with SGD+momentum, fp32 and bf16, on an H100 80GB HBM3), at the default margin;
 # `python benchmarks/memory_estimator.py` recomputes them and reports the leave-one-model-out errors.
-CALIBRATED = Calibration(cuda_context_gb=1.32, reserve_share=0.2159)  # rounded up
+CALIBRATED = Calibration(cuda_context_gb=1.32, reserve_share=0.2154)  # rounded up
 
 
 class BadFact(ValueError):
@@ -242,8 +249,8 @@ def shape_of(facts: ModelFacts) -> tuple[Architecture, tuple[str, ...]]:
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """Peak memory of one GPU, by what holds it (GB). The activations and the optimizer step's temporaries
-    are two phases: the peak holds the larger."""
+    """Peak memory of one GPU, by what holds it (GB). Two phases: the activations at the end of the forward
+    pass, the gradients and the optimizer step's temporaries in the step; the peak holds the larger."""
 
     weights_gb: float
     gradients_gb: float
@@ -256,7 +263,7 @@ class Estimate:
 
     @property
     def total_gb(self) -> float:
-        return (self.weights_gb + self.gradients_gb + self.optimizer_gb + max(self.activations_gb, self.step_gb)
+        return (self.weights_gb + self.optimizer_gb + max(self.activations_gb, self.gradients_gb + self.step_gb)
                 + self.reserve_gb + self.cuda_context_gb)
 
     @property
@@ -350,7 +357,10 @@ def layer_bytes_per_token(facts: ModelFacts, shape: Architecture, tokens_per_sam
     attention = (4 * h + 2 * kv) * e + shape.heads * 4.0  # + the softmax's log-sum-exp per head
     if facts.attention == "eager":
         attention += shape.heads * tokens_per_sample * (4.0 + e + (MASK_BYTES if shape.dropout else 0.0))
-    mlp = (h + (4 if shape.mlp == "swiglu" else 2) * ffn) * e
+    if shape.mlp == "gelu_tanh":  # 0.5 x (1 + tanh(...)): x (fp32: pow autocasts), tanh, 1 + tanh, 0.5 x, the output
+        mlp = h * e + ffn * (5 * e if e == 4.0 else 4.0 + 4.0 + 4.0 + e + e)
+    else:  # GELU: its input and output; SwiGLU: gate, up, SiLU, product
+        mlp = (h + (4 if shape.mlp == "swiglu" else 2) * ffn) * e
     masks = 2 * h * MASK_BYTES if shape.dropout else 0.0
     return norms + attention + mlp + masks
 
@@ -369,7 +379,7 @@ def _language_model_bytes(facts: ModelFacts, shape: Architecture, batch: int, se
     e, tokens = _element_bytes(facts), batch * sequence
     total = _transformer_layers(facts, shape, tokens, sequence) + tokens * shape.hidden * (4.0 + e)  # final norm
     if facts.training:
-        total += tokens * shape.vocab * LOGIT_BYTES["fp32" if facts.precision == "fp32" else "16bit"]
+        total += tokens * shape.vocab * LOGIT_BYTES
     else:
         kv = shape.hidden * (shape.kv_heads / shape.heads) if shape.kv_heads and shape.heads else shape.hidden
         total += 2 * tokens * shape.layers * kv * e  # KV cache
@@ -394,6 +404,7 @@ class FeatureMaps:
     indices: float  # int64 max-pool indices
     block_inputs: float  # what activation checkpointing per block keeps
     largest_block: float
+    largest_map: float  # the largest feature map (the stem convolution's output)
 
 
 def resnet_feature_maps(shape: Architecture, image: int) -> FeatureMaps:
@@ -421,16 +432,18 @@ def resnet_feature_maps(shape: Architecture, image: int) -> FeatureMaps:
             largest = max(largest, kept)
             block_inputs += out * after ** 2
             side = after
-    return FeatureMaps(floats, indices, block_inputs, largest)
+    return FeatureMaps(floats, indices, block_inputs, largest, 64 * (image // 2) ** 2)
 
 
 def _cnn_bytes(facts: ModelFacts, shape: Architecture, batch: int, image: int) -> float:
     maps, e = resnet_feature_maps(shape, image), _element_bytes(facts)
+    workspace = maps.largest_map * CONV_WORKSPACE_MAPS * e
     if not facts.training:
-        return batch * maps.largest_block * e
+        return batch * (maps.largest_block * e + workspace)
+    kept = maps.floats * e + maps.indices * INDEX_BYTES
     if facts.activation_checkpointing:
-        return batch * min((maps.block_inputs + maps.largest_block) * e, maps.floats * e + maps.indices * INDEX_BYTES)
-    return batch * (maps.floats * e + maps.indices * INDEX_BYTES)
+        kept = min((maps.block_inputs + maps.largest_block) * e, kept)
+    return batch * (kept + workspace)
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -481,8 +494,9 @@ def read_calibration(path: str | Path = CALIBRATION_CSV) -> list[MeasuredPeak]:
 
 
 def calibrate(rows: Iterable[MeasuredPeak], margin: float = DEFAULT_MARGIN) -> Calibration:
-    """The constants closest to the rows' NVML peaks (least total relative error) that keep every row within
-    the margin: estimate x (1 + margin) >= measured.
+    """The constants closest to the rows' NVML peaks that keep every row within the margin (estimate x (1 + margin)
+    >= measured). Closest counts an under-estimate UNDER_WEIGHT times an over-estimate (an under-estimate costs a
+    run that runs out of memory, an over-estimate a larger GPU): the central figure is the rows' 75th percentile.
 
     The CUDA context is the largest gap between NVML's count and the allocator's reservation; the reserve
     share comes from a linear program over the rows.
@@ -500,9 +514,10 @@ def calibrate(rows: Iterable[MeasuredPeak], margin: float = DEFAULT_MARGIN) -> C
         measured = row.nvml_used_bytes / GB
         base = estimate(row.facts, calibration=zero)
         slope = estimate(row.facts, calibration=replace(zero, reserve_share=1.0)).total_gb - base.total_gb
-        error = lp.add_var(cost=1.0, upper=1e6)  # |estimate - measured| / measured
-        lp.add_row([share, error], [slope / measured, -1.0], 1.0 - base.total_gb / measured)
-        lp.add_row([share, error], [-slope / measured, -1.0], base.total_gb / measured - 1.0)
+        over, under = lp.add_var(cost=1.0, upper=1e6), lp.add_var(cost=UNDER_WEIGHT, upper=1e6)
+        # (estimate - measured) / measured = over - under
+        lp.add_row([share, over, under], [slope / measured, -1.0, 1.0], 1.0 - base.total_gb / measured)
+        lp.add_row([share, over, under], [-slope / measured, 1.0, -1.0], base.total_gb / measured - 1.0)
         lp.add_row([share], [-slope * (1 + margin)], base.total_gb * (1 + margin) - measured)
     solution = milp.solve(lp, integer=False)
     if solution.values is None:

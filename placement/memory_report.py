@@ -30,10 +30,11 @@ def gpu_fits(offers: Iterable[Offer], needed_gb: float, job: Job) -> list[GpuFit
 
 
 def breakdown(figures: Estimate) -> list[tuple[str, float]]:
-    """The terms, in GB; the activations and the optimizer step are two phases, the peak holds the larger."""
-    return [("weights", figures.weights_gb), ("gradients", figures.gradients_gb),
-            ("optimizer (state, master weights)", figures.optimizer_gb),
-            ("activations", figures.activations_gb), ("optimizer step (temporaries)", figures.step_gb),
+    """The terms, in GB. Two phases: the activations (forward pass), the gradients and the optimizer step's
+    temporaries (step); the peak holds the larger."""
+    return [("weights", figures.weights_gb), ("optimizer (state, master weights)", figures.optimizer_gb),
+            ("activations (forward pass)", figures.activations_gb), ("gradients (step)", figures.gradients_gb),
+            ("optimizer step temporaries (step)", figures.step_gb),
             ("allocator reserve", figures.reserve_gb), ("CUDA context", figures.cuda_context_gb)]
 
 

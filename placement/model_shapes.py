@@ -41,7 +41,7 @@ class Architecture:
     intermediate: int = 0  # MLP width (0: 4 x hidden)
     vocab: int = 0
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    mlp: Literal["gelu", "swiglu"] = "gelu"
+    mlp: Literal["gelu", "gelu_tanh", "swiglu"] = "gelu"  # gelu_tanh: Hugging Face's `gelu_new`, in Python ops
     dropout: bool = False  # trains with dropout (a 1-byte mask per element kept)
     matrices_per_layer: int = 4  # weight matrices of one block (the allocator rounds each)
     patch_size: int = 0  # ViT
@@ -61,7 +61,7 @@ class Architecture:
 
 
 def _gpt2(name: str, parameters: int, layers: int, hidden: int, heads: int) -> Architecture:
-    return Architecture(name, "lm", parameters, layers, hidden, heads=heads, vocab=50_257, dropout=True,
+    return Architecture(name, "lm", parameters, layers, hidden, heads=heads, vocab=50_257, mlp="gelu_tanh", dropout=True,
                         source=f"Hugging Face config {name.replace('-124m', '')}; Radford et al. 2019")
 
 
