@@ -4,11 +4,11 @@ A finished run's NVML peak (the most its processes held on one GPU, CUDA context
 the model facts its spec gave (`MemoryPeak`); a run that ran out of GPU memory is kept with the GPU it ran
 out on. `remember` turns them into the job's need, purely:
 
-- a measured peak replaces the estimate: of the latest run with the same facts, else of the latest run
-  with the same team and name; it is a central figure like the estimate, so placement adds the policy's
-  margin to it. A need given outright (`per_gpu_gb`) is kept as given;
-- a run that ran out of memory (this job's own earlier attempt, or a run with the same facts or the same
-  team and name) makes every GPU with no more memory than that one ineligible: the job is placed again
+- a measured peak replaces the estimate: of the latest run with the same facts, else (where the job or
+  the run gives no facts) of the latest run with the same team and name; a run with other facts (another
+  batch, another model) says nothing about this one. It is a central figure like the estimate, so
+  placement adds the policy's margin to it. A need given outright (`per_gpu_gb`) is kept as given;
+- a run that ran out of memory (this job's own earlier attempt, or a similar run as above) makes every GPU with no more memory than that one ineligible: the job is placed again
   on a larger GPU, never the same one, and waits with `InsufficientGpuMemory` where there is none.
 """
 
@@ -63,8 +63,10 @@ def remember(job: Job, facts: str | None, peaks: Sequence[MemoryPeak], margin: f
     """The job with the GPU memory its own and similar runs measured, and what was done (see the module)."""
     notes: list[str] = []
 
-    def similar(p: MemoryPeak) -> bool:
-        return (facts is not None and p.facts == facts) or (p.team, p.name) == (job.team, job.name)
+    def similar(p: MemoryPeak) -> bool:  # the same facts; else the same team and name where one side gives none
+        if facts is not None and p.facts is not None:
+            return p.facts == facts
+        return (p.team, p.name) == (job.team, job.name)
 
     measured = [p for p in peaks if not p.out_of_memory and p.peak_bytes is not None and p.job_id != job.id
                 and similar(p)]

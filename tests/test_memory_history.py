@@ -68,9 +68,13 @@ def test_a_measured_peak_replaces_the_estimate_same_facts_first():
     assert remembered.gpu_memory_estimated and remembered.gpu_memory_needed(0.1) == pytest.approx(16.7)
     assert note.startswith("measured peak 15.1 GB of a run with the same model facts (a on A100-80GB) replaces "
                            "the estimate 30 GB")
-    # Without a run of the same facts, the latest run of the same team and name.
-    remembered, [note] = remember(job(), facts_key(spec(gpu_memory={**RESNET, "batch_size": 8})), rows, margin=0.1)
+    # A job with other facts (a smaller batch) learns nothing from either run; one without facts, from the latest
+    # run of the same team and name.
+    smaller = facts_key(spec(gpu_memory={**RESNET, "batch_size": 8}))
+    assert remember(job(), smaller, rows, margin=0.1) == (job(), ())
+    remembered, [note] = remember(job(None), None, rows, margin=0.1)
     assert remembered.gpu_memory_gb == pytest.approx(5.4) and "same team and name (b on" in note
+    assert note.endswith("replaces no figure; placed with the policy's 10% margin")
     # A need given outright stays as given; another team's run of another name says nothing.
     assert remember(job(30.0, estimated=False), key, rows, 0.1) == (job(30.0, estimated=False), ())
     assert remember(job(), None, [dataclasses.replace(rows[0], team="nlp")], 0.1) == (job(), ())
