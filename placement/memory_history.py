@@ -15,6 +15,7 @@ out on. `remember` turns them into the job's need, purely:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -50,17 +51,47 @@ class MemoryPeak:
 
 def facts_key(spec: dict[str, Any]) -> str | None:
     """The model facts of a stored spec's `placement.gpu_memory`, as canonical JSON (None: it gives none)."""
-    from placement.spec import GpuMemoryHint  # the spec module builds jobs; this reads one field of it
-
     hint = ((spec.get("placement") or {}).get("gpu_memory"))
     if not isinstance(hint, dict):
         return None
-    facts = GpuMemoryHint.model_validate(hint).model_facts()
+    return _facts_key(json.dumps(hint, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=4096)  # every round asks again for every pending job
+def _facts_key(hint: str) -> str | None:
+    from placement.spec import GpuMemoryHint  # the spec module builds jobs; this reads one field of it
+
+    facts = GpuMemoryHint.model_validate(json.loads(hint)).model_facts()
     return None if facts is None else json.dumps(dataclasses.asdict(facts), sort_keys=True)
 
 
-def remember(job: Job, facts: str | None, peaks: Sequence[MemoryPeak], margin: float) -> tuple[Job, tuple[str, ...]]:
+class MemoryHistory:
+    """What the store keeps (`Store.memory_peaks`: the latest measured run per team, name and facts, and every run
+    that ran out of memory), looked up by facts, by team and name, and by job."""
+
+    def __init__(self, peaks: Sequence[MemoryPeak]):
+        self._by: dict[tuple, list[MemoryPeak]] = {}
+        for peak in peaks:
+            keys = {("job", peak.job_id), ("team", peak.team, peak.name)} | (
+                {("facts", peak.facts)} if peak.facts is not None else set())
+            for key in keys:
+                self._by.setdefault(key, []).append(peak)
+
+    def near(self, job: Job, facts: str | None) -> list[MemoryPeak]:
+        """The rows that may concern this job: its own, its facts', its team and name's."""
+        found = {}
+        for key in (("job", job.id), ("team", job.team, job.name), ("facts", facts)):
+            for peak in self._by.get(key, ()):
+                found[id(peak)] = peak
+        return list(found.values())
+
+
+def remember(job: Job, facts: str | None, history: MemoryHistory | Sequence[MemoryPeak],
+             margin: float) -> tuple[Job, tuple[str, ...]]:
     """The job with the GPU memory its own and similar runs measured, and what was done (see the module)."""
+    peaks = (history if isinstance(history, MemoryHistory) else MemoryHistory(history)).near(job, facts)
+    if not peaks:
+        return job, ()
     notes: list[str] = []
 
     def similar(p: MemoryPeak) -> bool:  # the same facts; else the same team and name where one side gives none

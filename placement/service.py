@@ -30,7 +30,7 @@ from clouds.offers import DEFAULT_INVENTORY
 from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
                             flags_for, usage_series)
-from placement.memory_history import MemoryPeak, facts_key, remember
+from placement.memory_history import MemoryHistory, MemoryPeak, facts_key, remember
 from placement.rightsizing import Rightsizing, SimilarJobFlag, rightsize, shape
 from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
@@ -250,12 +250,12 @@ class Engine:
             return {}
 
     def _job(self, record: JobRecord, now: float, similar: dict[tuple[str, str], list[SimilarJobFlag]],
-             peaks: list[MemoryPeak]) -> Job:
+             peaks: MemoryHistory) -> Job:
         job, _ = self._rightsized(record, similar)
         job, _ = self._remembered(record, job, peaks)
         return dataclasses.replace(job, waited_hours=max(now - record.submitted_at, 0.0) / 3600.0)
 
-    def _remembered(self, record: JobRecord, job: Job, peaks: list[MemoryPeak]) -> tuple[Job, tuple[str, ...]]:
+    def _remembered(self, record: JobRecord, job: Job, peaks: MemoryHistory) -> tuple[Job, tuple[str, ...]]:
         """The job with the GPU memory its own and similar runs measured (`placement.memory_history.remember`)."""
         try:
             return remember(job, facts_key(record.spec), peaks, self.policy.memory.margin)
@@ -263,12 +263,12 @@ class Engine:
             log.exception("applying measured GPU memory to %s failed; placing it on its estimate", record.id)
             return job, ()
 
-    def _memory_peaks(self) -> list[MemoryPeak]:
+    def _memory_peaks(self) -> MemoryHistory:
         try:
-            return self.store.memory_peaks()
+            return MemoryHistory(self.store.memory_peaks())
         except Exception:  # an unreadable row must not stop placement
             log.exception("reading measured GPU memory failed; placing on estimates")
-            return []
+            return MemoryHistory(())
 
     def round(self) -> RoundReport:
         start = time.perf_counter()

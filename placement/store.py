@@ -168,6 +168,7 @@ CREATE TABLE IF NOT EXISTS memory_peaks (  -- placement.memory_history.MemoryPea
     at REAL NOT NULL,
     PRIMARY KEY (job_id, attempt)
 );
+CREATE INDEX IF NOT EXISTS memory_peaks_similar ON memory_peaks(out_of_memory, team, name, facts, at);
 """
 
 
@@ -609,9 +610,12 @@ class Store:
                         peak.peak_bytes, int(peak.out_of_memory), peak.at))
 
     def memory_peaks(self) -> list[MemoryPeak]:
-        """Every run's GPU memory the store keeps, the earliest first."""
+        """The latest measured run of each team, name and model facts, and every run that ran out of memory."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM memory_peaks ORDER BY at, job_id, attempt").fetchall()
+            rows = self._db.execute(
+                "SELECT * FROM memory_peaks m WHERE out_of_memory = 1 OR at = (SELECT MAX(at) FROM memory_peaks n "
+                "WHERE n.out_of_memory = 0 AND n.team = m.team AND n.name = m.name AND n.facts IS m.facts) "
+                "ORDER BY at, job_id, attempt").fetchall()
         return [MemoryPeak(r["job_id"], r["team"], r["name"], r["facts"], r["gpu_type"], r["gpu_memory_gb"],
                            r["peak_bytes"], bool(r["out_of_memory"]), r["at"]) for r in rows]
 

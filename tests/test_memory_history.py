@@ -92,6 +92,21 @@ def test_a_run_out_of_memory_rules_out_gpus_no_larger_than_its_own():
     assert big == job(40.0) and "already rules that GPU out" in note
 
 
+def test_the_store_keeps_the_latest_measured_run_per_team_name_and_facts_and_every_run_out_of_memory(tmp_path):
+    store = engine_at(tmp_path, [NOW]).store
+    key = facts_key(spec(gpu_memory=RESNET))
+    for job_id, at, gib, facts in (("a", T0, 14, key), ("b", T0 + 10, 15, key), ("c", T0 + 5, 9, None),
+                                   ("d", T0 + 1, 5, key)):
+        store.record_memory_peak(peak(job_id, facts=facts, gib=gib, at=at, name="train-r" if job_id != "d" else "x"),
+                                 attempt=1)
+    store.record_memory_peak(peak("e", oom_on=("L4", 24.0), at=T0), attempt=1)
+    store.record_memory_peak(peak("e", oom_on=("A100", 40.0), at=T0 + 2), attempt=2)
+    kept = store.memory_peaks()
+    assert [(p.job_id, p.out_of_memory) for p in kept] == [("e", True), ("d", False), ("e", True), ("c", False),
+                                                           ("b", False)]
+    assert [p.gpu_memory_gb for p in kept if p.out_of_memory] == [24.0, 40.0]
+
+
 # --- the service --------------------------------------------------------------------------------------------
 
 def engine_at(tmp_path: Path, clock: list[float], providers: dict | None = None) -> Engine:
