@@ -192,6 +192,65 @@ def offers(
     _guarded(body)
 
 
+@app.command("estimate")
+def estimate_command(
+    files: Files,
+    policy: Annotated[str, typer.Option(help="Built-in policy name or policy file: its memory margin applies.")]
+    = "balanced",
+    inventory: InventoryOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The GPU memory each job needs, term by term, and the GPUs it fits with the policy's margin."""
+    from clouds.offers import collect_offers
+    from placement.memory_estimate import estimate
+    from placement.memory_report import as_json as report_json, breakdown, gpu_fits
+    from placement.spec import load_specs, to_job
+    from policies import load_policy
+
+    def body() -> None:
+        margin = load_policy(policy).memory.margin
+        loaded = load_specs(files)
+        offer_list = collect_offers(inventory, catalog).offers
+        answers = []
+        for spec in loaded:
+            job, hint = to_job(spec, spec.spec.name or Path(spec.file).stem), spec.spec.placement.gpu_memory
+            facts = hint.model_facts() if hint is not None else None
+            if job.gpu_memory_gb is None:
+                answers.append({"job": job.id, "needed_gb": None})
+                if not as_json:
+                    out.print(f"{job.id}: no gpu_memory hint (give the model's facts, or per_gpu_gb) "
+                              f"[dim]({spec.file})[/dim]")
+                continue
+            figures = estimate(facts) if facts is not None else None
+            needed = job.gpu_memory_needed(margin)
+            fits = gpu_fits(offer_list, needed, job)
+            answers.append(report_json(job, figures, margin, needed, fits))
+            if as_json:
+                continue
+            table = Table(title=f"{job.id} [dim]({spec.file})[/dim]")
+            table.add_column("GPU memory per GPU")
+            table.add_column("GB", justify="right")
+            if figures is not None:
+                for name, value in breakdown(figures):
+                    table.add_row(name, f"{value:.2f}")
+                table.add_row("estimate (the larger phase, + reserve, + context)", f"{figures.total_gb:.2f}")
+                table.add_row(f"with the policy's {margin:.0%} margin", f"{needed:g}")
+            else:
+                table.add_row("given outright (per_gpu_gb), no margin", f"{needed:g}")
+            out.print(table)
+            for assumption in figures.assumptions if figures is not None else ():
+                out.print(f"  assumed: {assumption}")
+            fitting = [f"{f.gpu} ({f.memory_gb:g} GB){' *' if f.asked else ''}" for f in fits if f.fits]
+            out.print(f"  fits: {', '.join(fitting) or 'no GPU of the catalogs and inventory'}"
+                      + ("  [dim](* asked for)[/dim]" if any(f.asked and f.fits for f in fits) else ""))
+            if not any(f.fits and f.asked for f in fits) and any(f.asked for f in fits):
+                out.print(f"  [yellow]none of the GPUs it asks for has {needed:g} GB[/yellow]")
+        if as_json:
+            sys.stdout.write(json.dumps(answers, indent=2) + "\n")
+    _guarded(body)
+
+
 @app.command()
 def plan(
     files: Files,

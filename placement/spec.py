@@ -582,8 +582,13 @@ class GpuMemoryHint(_Strict):
         None, description="LoRA, adapters, a frozen backbone: the parameters trained (default: all)")
     activation_checkpointing: bool = Field(False, description="one checkpoint per layer (gradient checkpointing)")
     vocab_size: PositiveInt | None = Field(None, description="default: 128,256 (Llama 3's)")
-    layers: PositiveInt | None = Field(None, description="default: derived from parameters")
-    hidden_size: PositiveInt | None = Field(None, description="default: derived from parameters")
+    layers: PositiveInt | None = Field(None, description="default: the model's, else derived from parameters")
+    hidden_size: PositiveInt | None = Field(None, description="default: the model's, else derived from parameters")
+    model: str | None = Field(None, description="a well-known architecture (gpt2-xl, llama-3-8b, vit-b-16, resnet50, "
+                                                "...: placement/model_shapes.py) for the facts not given")
+    patch_size: PositiveInt | None = Field(None, description="a vision transformer's patch side, in pixels")
+    heads: PositiveInt | None = Field(None, description="attention heads (default: the model's, else hidden / 64)")
+    attention: Literal["sdpa", "eager"] = Field("sdpa", description="eager attention keeps the scores")
 
     @model_validator(mode="after")
     def _one_way(self) -> GpuMemoryHint:
@@ -592,9 +597,10 @@ class GpuMemoryHint(_Strict):
             raise Invalid("give either per_gpu_gb or the model's facts, not both", given=", ".join(facts),
                           valid="per_gpu_gb alone, or parameters with the model's other facts (precision, "
                                 "optimizer, batch_size, ...)", path=(facts[0],))
-        if self.per_gpu_gb is None and self.parameters is None:
+        if self.per_gpu_gb is None and self.parameters is None and self.model is None:
             raise Invalid("says neither per_gpu_gb nor parameters", given=", ".join(facts) or "nothing",
-                          valid="per_gpu_gb: <GB>, or parameters: <count> with the model's other facts")
+                          valid="per_gpu_gb: <GB>, or parameters: <count> (or model: <name>) with the model's "
+                                "other facts")
         try:
             self.model_facts()
         except BadFact as exc:  # facts in conflict, such as trainable_parameters above parameters
@@ -603,7 +609,7 @@ class GpuMemoryHint(_Strict):
 
     def model_facts(self) -> ModelFacts | None:
         """The facts for the estimator; None where per_gpu_gb is given."""
-        if self.parameters is None:
+        if self.parameters is None and self.model is None:
             return None
         return ModelFacts(**self.model_dump(exclude={"per_gpu_gb"}))
 
@@ -791,7 +797,8 @@ _PIN_FIELDS = frozenset({"infra", "cloud", "region", "zone"})
 def to_job(loaded: LoadedSpec, job_id: str) -> Job:
     """The core's view of a spec: demands per node, owner, urgency, where it may run.
 
-    The GPU memory each GPU needs is `gpu_memory.per_gpu_gb`, or the estimated peak from the model's facts.
+    The GPU memory each GPU needs is `gpu_memory.per_gpu_gb`, or the estimated peak from the model's facts (to
+    which placement adds the policy's memory margin).
     """
     spec, placement = loaded.spec, loaded.spec.placement
     onprem_only = placement.data_residency == "onprem"
@@ -814,6 +821,7 @@ def to_job(loaded: LoadedSpec, job_id: str) -> Job:
         budget_usd=placement.budget_usd,
         onprem_only=onprem_only,
         gpu_memory_gb=gpu_memory_gb,
+        gpu_memory_estimated=facts is not None,
     )
 
 

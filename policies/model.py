@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from placement.debt import DebtSettings
+from placement.memory_estimate import DEFAULT_MARGIN
 from placement.model import Tier
 from placement.yamlio import Invalid
 
@@ -105,6 +106,14 @@ class SolverSettings(_Strict):
                                               "false builds one variable per job and offer (exact, small instances).")
 
 
+class MemoryPolicy(_Strict):
+    """How much room an estimated GPU memory need gets (`placement.memory_estimate`)."""
+
+    margin: float = Field(DEFAULT_MARGIN, ge=0, lt=1, description=(
+        "Headroom over a GPU memory estimate: a GPU fits a job when estimate x (1 + margin) <= its memory. "
+        "A need given outright (per_gpu_gb) is used as it is."))
+
+
 class DebtPolicy(DebtSettings):
     """When a job counts as inefficient (`placement.debt.DebtSettings`), and what placement does about it."""
 
@@ -145,6 +154,7 @@ class Policy(_Strict):
     downscale: Downscale = Downscale()
     quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
     solver: SolverSettings = SolverSettings()
+    memory: MemoryPolicy = MemoryPolicy()
     debt: DebtPolicy = Field(default_factory=DebtPolicy, description=(
         "Computational debt: when a job is flagged as inefficient, and whether its recommendation is applied."))
     files: FilesPolicy = Field(default_factory=FilesPolicy, description=(
