@@ -298,3 +298,8 @@ def test_secrets_are_taken_as_skypilot_takes_them(tmp_path, monkeypatch):
     inline = {k: v.get_secret_value() for k, v in task.secrets.items() if v is not None}  # SkyPilot's SecretStr
     assert inline == {"HF_TOKEN": "hf_abc", "PIN": "1234"}
     assert spec_from_data(loaded.data, "s.yaml#1").spec.secrets == loaded.spec.secrets
+
+
+def test_the_examples_upload_nothing_of_the_service_host():
+    """`placement validate configs/jobs/` passes under the default policy (no allowed roots)."""
+    assert len(load_specs([ROOT / "configs" / "jobs"], allowed_roots=())) >= 10
