@@ -233,6 +233,8 @@ def test_an_unknown_model_name_says_what_is_known():
     with pytest.raises(BadFact) as info:
         ModelFacts(model="gpt-5")
     assert info.value.field == "model" and "gpt2-xl" in info.value.valid and "resnet50" in info.value.valid
+    with pytest.raises(BadFact, match="did you mean 'llama-3-8b'"):
+        ModelFacts(model="Llama3-8B")
 
 
 # --- the accounting ----------------------------------------------------------------------------
