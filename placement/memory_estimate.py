@@ -140,8 +140,9 @@ class ModelFacts:
     def __post_init__(self) -> None:
         if self.model is not None and architecture(self.model) is None:
             near = difflib.get_close_matches(normalise(str(self.model)), list(ARCHITECTURES), n=1)
-            raise BadFact("model", "not a model this estimator knows" + (f"; did you mean {near[0]!r}?" if near else ""),
-                          self.model, "one of " + ", ".join(ARCHITECTURES) + ", or parameters with the model's shape")
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadFact("model", "not a model this estimator knows" + hint, self.model,
+                          "one of " + ", ".join(ARCHITECTURES) + ", or parameters with the model's shape")
         if self.parameters is None and self.model is None:
             raise BadFact("parameters", "missing", None, "a parameter count, or model: <name>")
         if self.parameters is not None and not self.parameters > 0:
