@@ -50,12 +50,13 @@ are decimal GB (10^9 bytes), which errs large against GPU sizes: an "80 GB" H100
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from placement.model_shapes import ARCHITECTURES, Architecture, Kind, architecture
+from placement.model_shapes import ARCHITECTURES, Architecture, Kind, architecture, normalise
 
 GB = 1e9
 MIB = 2 ** 20
@@ -138,7 +139,9 @@ class ModelFacts:
 
     def __post_init__(self) -> None:
         if self.model is not None and architecture(self.model) is None:
-            raise BadFact("model", "not a model this estimator knows", self.model,
+            near = difflib.get_close_matches(normalise(str(self.model)), list(ARCHITECTURES), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadFact("model", "not a model this estimator knows" + hint, self.model,
                           "one of " + ", ".join(ARCHITECTURES) + ", or parameters with the model's shape")
         if self.parameters is None and self.model is None:
             raise BadFact("parameters", "missing", None, "a parameter count, or model: <name>")
@@ -242,8 +245,6 @@ def shape_of(facts: ModelFacts) -> tuple[Architecture, tuple[str, ...]]:
         base = replace(base, intermediate=0, kv_heads=0)
     shape = replace(base, parameters=p, layers=layers, hidden=hidden, heads=heads, vocab=vocab,
                     patch_size=facts.patch_size or base.patch_size)
-    if kind == "vit" and not shape.patch_size:
-        raise BadFact("patch_size", "missing for a vision transformer", None, "patch_size: 16 (or 14, 32, ...)")
     return shape, tuple(assumptions)
 
 

@@ -8,8 +8,9 @@ out on. `remember` turns them into the job's need, purely:
   the run gives no facts) of the latest run with the same team and name; a run with other facts (another
   batch, another model) says nothing about this one. It is a central figure like the estimate, so
   placement adds the policy's margin to it. A need given outright (`per_gpu_gb`) is kept as given;
-- a run that ran out of memory (this job's own earlier attempt, or a similar run as above) makes every GPU with no more memory than that one ineligible: the job is placed again
-  on a larger GPU, never the same one, and waits with `InsufficientGpuMemory` where there is none.
+- a run that ran out of memory (this job's own earlier attempt, or a similar run as above) makes every GPU
+  with no more memory than that one ineligible: the job is placed again on a larger GPU, never the same
+  one, and waits with `InsufficientGpuMemory` where there is none.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ class Architecture:
 
 
 def _gpt2(name: str, parameters: int, layers: int, hidden: int, heads: int) -> Architecture:
-    return Architecture(name, "lm", parameters, layers, hidden, heads=heads, vocab=50_257, mlp="gelu_tanh", dropout=True,
-                        source=f"Hugging Face config {name.replace('-124m', '')}; Radford et al. 2019")
+    return Architecture(name, "lm", parameters, layers, hidden, heads=heads, vocab=50_257, mlp="gelu_tanh",
+                        dropout=True, source=f"Hugging Face config {name.replace('-124m', '')}; Radford et al. 2019")
 
 
 def _llama(name: str, parameters: int, layers: int, hidden: int, intermediate: int, heads: int, kv_heads: int,

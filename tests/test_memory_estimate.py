@@ -149,7 +149,8 @@ def test_a_vit_row_counts_its_tokens_not_its_pixels():
     # Memory-efficient attention keeps no scores, so heads change nothing; eager attention keeps heads x tokens^2.
     eager = estimate(replace(vit, attention="eager")).activations_gb * 1e9
     assert eager - got == pytest.approx(12 * 64 * 12 * 197 ** 2 * (4 + 2), rel=1e-9)
-    assert estimate(replace(vit, heads=24, attention="eager")).activations_gb > estimate(replace(vit, attention="eager")).activations_gb
+    more_heads = estimate(replace(vit, heads=24, attention="eager")).activations_gb
+    assert more_heads > estimate(replace(vit, attention="eager")).activations_gb
     # The same size without a patch size is a CNN, and gets a CNN's count (of feature maps), not a ViT's.
     cnn = estimate(ModelFacts(parameters=vit.total_parameters, precision="bf16", batch_size=64, image_size=224))
     assert cnn.assumptions and "resnet50" in cnn.assumptions[0]
@@ -233,6 +234,8 @@ def test_an_unknown_model_name_says_what_is_known():
     with pytest.raises(BadFact) as info:
         ModelFacts(model="gpt-5")
     assert info.value.field == "model" and "gpt2-xl" in info.value.valid and "resnet50" in info.value.valid
+    with pytest.raises(BadFact, match="did you mean 'llama-3-8b'"):
+        ModelFacts(model="Llama3-8B")
 
 
 # --- the accounting ----------------------------------------------------------------------------
