@@ -153,6 +153,11 @@ class PlacementService:
     def logs(self, job_id: str) -> str:
         return self._engine.logs(job_id)
 
+    def file_roots(self) -> list[str]:
+        """The service host's directories jobs may upload from (the policy's files.allowed_roots), so that the
+        CLI can name the file and line of a source the service would refuse."""
+        return list(self._engine.policy.files.allowed_roots)
+
     def pid(self) -> int:
         import os
 
