@@ -51,6 +51,9 @@ def start_prometheus(port: int = prometheus.DEFAULT_PORT) -> str:
         return (f"Prometheus is not installed, so no alerts and no charts in the Ray dashboard "
                 f"(install: {prometheus.INSTALL_HINT}; then `placement up` again). The status page works without it.")
     session_dir = ray._private.worker.global_worker.node.address_info["session_dir"]
+    if not Path(session_dir).is_dir():  # attached to a head on another machine: its discovery file is there
+        return (f"Prometheus not started: the Ray head's session directory {session_dir} is not on this machine; "
+                "run Prometheus on the head (configs/dashboards/README.md)")
     state = _read()
     if state and prometheus.running(state["pid"]) and state.get("session_dir") == session_dir:
         return f"Prometheus (already running): {state['url']}"

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -78,6 +79,8 @@ def start(session_dir: str | Path, directory: Path, port: int = DEFAULT_PORT, wa
     executable = binary()
     if executable is None:
         raise FileNotFoundError(f"prometheus is not installed ({INSTALL_HINT})")
+    if not port_free(port):  # else the readiness check below would be answered by whatever listens there
+        raise RuntimeError(f"127.0.0.1:{port} is taken (another Prometheus?); `placement up` needs it free")
     config = write_config(directory, discovery_file(session_dir))
     log_path = directory / "prometheus.log"
     with open(log_path, "ab") as log:
@@ -95,6 +98,15 @@ def start(session_dir: str | Path, directory: Path, port: int = DEFAULT_PORT, wa
             raise RuntimeError(f"prometheus did not become ready on 127.0.0.1:{port}; its log ends:\n{tail}")
         time.sleep(0.2)
     return Started(url(port), process.pid, config)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def ready(base_url: str) -> bool:

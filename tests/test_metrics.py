@@ -275,6 +275,7 @@ def test_prometheus_config_reads_rays_service_discovery_file():
     [files] = [sd["files"] for sd in job["file_sd_configs"]]
     assert files == [f"/tmp/ray/{PROMETHEUS_SERVICE_DISCOVERY_FILE}"]
     assert config["global"]["scrape_interval"] == "5s"
+    assert config["rule_files"] == ["alerts.yml"]  # relative to the config: the shipped rules beside it
 
 
 def test_over_max_wait_counts_pending_jobs_past_their_max_wait_per_team():

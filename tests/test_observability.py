@@ -111,3 +111,15 @@ def test_placement_up_and_down_on_the_cluster(ray_cluster, state_home, tmp_path,
             ray.init(address=ray_cluster.address, namespace="placement-tests")
     assert "stopped the service" in done.output and "stopped Prometheus" in done.output
     assert find_service() is None and not prometheus.ready(f"http://127.0.0.1:{port}")
+
+
+@needs_prometheus
+def test_a_taken_port_is_a_clear_error_not_someone_elses_prometheus(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is taken"):
+            prometheus.start(tmp_path, tmp_path / "prom", port)

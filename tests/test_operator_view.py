@@ -171,7 +171,7 @@ def test_status_page_in_a_browser_shows_the_queue_caps_and_rounds(operator_view)
     service, page, jobs, tmp = operator_view
     ray.get(service.run_round.remote(), timeout=60)
     shot = screenshot_dir(tmp) / "status-page.png"
-    dom = chromium(page["link"], tmp, shot, size="1280,2600")  # the link sets the cookie, then shows the page
+    dom = chromium(page["link"], tmp, shot, size="1280,2000")  # the link sets the cookie, then shows the page
     too_big = jobs["demo-too-big"]
     opening = f'<tr class="pending" data-job="{too_big["id"]}">'
     assert opening in dom

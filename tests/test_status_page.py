@@ -105,3 +105,19 @@ def test_the_pages_own_token_is_private_to_its_owner_and_survives_a_restart(tmp_
     assert not auth.allows("Basic abc", None)
     with pytest.raises(ValueError):
         PageAuth("")
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("token", "0123456789abcdef0123456789abcdef"), ("disabled", "None")])
+def test_with_rays_token_auth_on_the_page_takes_the_clusters_token(mode, expected):
+    """Ray reads its auth mode and token when a process starts, so each case runs in a fresh interpreter."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "RAY_AUTH_MODE": mode, "RAY_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
+           "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", "from placement.web.auth import cluster_token; "
+                             "print(cluster_token())"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
