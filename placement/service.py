@@ -68,6 +68,7 @@ def default_store_path() -> Path:
 @dataclass(frozen=True)
 class ServiceConfig:
     store_path: str = field(default_factory=lambda: str(default_store_path()))
+    store_durable: bool = True  # False: no WAL, no fsync (a replay's what-if store)
     policy: str = "balanced"
     inventory: str | None = None  # default: configs/inventory.yaml (private pools; facts about on-prem nodes)
     catalogs: tuple[str, ...] | None = None  # default: SkyPilot's own catalogs where present, then the shipped ones
@@ -133,7 +134,7 @@ class Engine:
         self.config = config
         self.clock = clock
         self.policy = load_policy(config.policy)
-        self.store = Store(config.store_path)
+        self.store = Store(config.store_path, durable=config.store_durable)
         inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
         if config.clouds:
             from clouds.public import prepare_skypilot

@@ -9,7 +9,7 @@ a real launch does, timed by the clock it is given (simulated seconds):
     until it is terminated)
 
 `terminate` stops the work at once. With `preemptions_per_hour`, spot work is lost after a seeded
-exponential time (the same seed and handle give the same moment), as a spot reclaim. Prices can be
+exponential time (the same seed, job and attempt give the same moment), as a spot reclaim. Prices can be
 raised mid-run (`set_price`) the way a catalog refresh would, so the engine's caps see a price increase.
 `SimulatedNodes` is the on-prem tier: nodes of an inventory, offered through the same `node_offer` the
 Ray provider uses. Nothing here imports Ray or SkyPilot; the engine, store, policy and solver around
@@ -117,7 +117,9 @@ class SimulatedCloud:
         offer_id = request.offer.id if request.offer else placement.offer_id
         lost_at = None
         if placement.spot and self.preemptions_per_hour > 0:
-            draw = random.Random(f"{self.seed}:{request.handle}").expovariate(self.preemptions_per_hour)
+            # Seeded by the job and attempt, not the handle (which names the store): same seed, same reclaims.
+            draw = random.Random(f"{self.seed}:{request.job_id}:{request.attempt}").expovariate(
+                self.preemptions_per_hour)
             lost_at = now + self.startup_s + draw * 3600.0
         self.work[request.handle] = SimulatedWork(
             request.handle, now, self.run_seconds(request), offer_id, job_id=request.job_id, tier=self.tier,

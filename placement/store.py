@@ -282,14 +282,19 @@ class Compaction:
 class Store:
     """A thread-safe SQLite store (one connection, serialised by a lock; WAL lets readers in other processes in)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, durable: bool = True):
+        """`durable=False` (a replay's what-if store): no WAL and no fsync; a crash may lose the file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+        if durable:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+        else:
+            self._db.execute("PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "service" not in columns:  # a store written before services existed
