@@ -80,6 +80,7 @@ class World:
     interval_s: float = 60.0  # the control interval: rounds happen on this grid
     horizon_s: float = 8 * 86400.0  # figures cover [0, horizon_s) of simulated time
     epoch: float = EPOCH
+    public: tuple[Offer, ...] | None = None  # the public offers to sell; None: the catalogs in catalog_dir
 
     @property
     def onprem_nodes(self) -> list[Offer]:
@@ -91,8 +92,8 @@ class World:
 
     def cloud_offers(self) -> list[Offer]:
         """Private pools' and public offers, as the engine lists them (static between rounds)."""
-        return [o for o in self.inventory.offers() if o.tier is Tier.PRIVATE] + \
-            load_catalogs([self.catalog_dir]).offers
+        public = list(self.public) if self.public is not None else load_catalogs([self.catalog_dir]).offers
+        return [o for o in self.inventory.offers() if o.tier is Tier.PRIVATE] + public
 
     def providers(self, clock: Callable[[], float], run_seconds: Callable[[LaunchRequest], float | None],
                   seed: int) -> dict[Tier, SimulatedCloud]:
