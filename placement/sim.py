@@ -91,6 +91,7 @@ class SimulatedCloud:
         self.seed = seed
         self._offers = {o.id: o for o in offers if o.tier is tier}
         self.work: dict[str, SimulatedWork] = {}
+        self._live: dict[str, SimulatedWork] = {}  # work that may still change by itself (next_change)
         self.launched: list[str] = []  # handles, in launch order (a repeated handle is not launched again)
         self.terminated: list[tuple[str, float]] = []  # (handle, grace_seconds) of each stop that stopped something
 
@@ -126,6 +127,7 @@ class SimulatedCloud:
             rate_per_hour=placement.rate_per_hour, gpus=placement.gpus_per_node * max(len(placement.nodes), 1)
             if self.tier is Tier.ONPREM else placement.gpus_per_node * placement.num_nodes, gpu=placement.gpu,
             nodes=placement.nodes, lost_at=lost_at, startup_s=self.startup_s)
+        self._live[request.handle] = self.work[request.handle]
         self.launched.append(request.handle)
 
     def observe(self, handles: list[str]) -> dict[str, Observation]:
@@ -165,10 +167,12 @@ class SimulatedCloud:
     def next_change(self, after: float) -> float:
         """The earliest moment after `after` when some work's state changes by itself (inf: none)."""
         soonest = math.inf
-        for work in self.work.values():
-            if work.stopped_at is not None:
+        for handle, work in list(self._live.items()):
+            ends = work.ends_at
+            if work.stopped_at is not None or (ends is not None and ends <= after):
+                del self._live[handle]  # ended: nothing more will change by itself
                 continue
-            for t in (work.running_from, work.ends_at):
+            for t in (work.running_from, ends):
                 if t is not None and after < t < soonest:
                     soonest = t
         return soonest

@@ -98,7 +98,7 @@ def figures(run: Run, epoch: float, horizon_s: float, onprem_gpus: float, caps: 
                           "finished": job_id in finished})
     above = _time_above_caps(spend_changes, caps, epoch, horizon) if caps is not None else {}
     round_s = [r.seconds for r in run.rounds]
-    solve_s = [r.solve_seconds for r in run.rounds]
+    solve_s = [r.solve_seconds for r in run.rounds if r.placing]
     return {
         "name": run.name, "kind": run.kind,
         "usd_public": round(usd[Tier.PUBLIC], 2), "usd_private": round(usd[Tier.PRIVATE], 2),
@@ -113,7 +113,7 @@ def figures(run: Run, epoch: float, horizon_s: float, onprem_gpus: float, caps: 
         "hours_above_cap": above,
         "downscale_actions": sum(r.downscaled for r in run.rounds),
         "kwh": round(kwh, 1), "kg_co2e": round(co2, 1),
-        "rounds": len(run.rounds),
+        "rounds": len(run.rounds), "rounds_placing": len(solve_s),
         "round_s": {"p50": _r(percentile(round_s, 50), 4), "p99": _r(percentile(round_s, 99), 4)},
         "solve_s": {"p50": _r(percentile(solve_s, 50), 4), "p99": _r(percentile(solve_s, 99), 4)},
         "wall_s": round(run.wall_s, 2), "simulated_s": run.end_s,

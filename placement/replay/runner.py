@@ -40,6 +40,7 @@ class RoundRow:
     limits: dict[str, float]  # the $/h each capped scope may spend (engine runs with caps)
     onprem_gpus: float  # GPUs held on-prem
     downscaled: int = 0
+    placing: int = 0  # jobs the round had to place (its solve seconds say something only then)
 
 
 @dataclass
@@ -180,7 +181,8 @@ class EngineDriver:
         onprem = sum(g for (tier, _), g in report.gpus_by_tier_team.items() if tier == Tier.ONPREM.value)
         return RoundRow(now - self.world.epoch, report.seconds, report.plan.stats.total_seconds,
                         report.jobs_by_state.get(JobState.PENDING.value, 0), dict(report.spend_rate_by_scope),
-                        dict(report.limit_by_scope), onprem, len(report.downscaled))
+                        dict(report.limit_by_scope), onprem, len(report.downscaled),
+                        len(report.plan.placements) + len(report.plan.queued))
 
     def deadlines(self, now: float) -> Iterable[float]:
         pending = {r.id for r in self.engine.store.jobs(states=[JobState.PENDING])}
