@@ -332,7 +332,7 @@ def real_running_work(batch_count: int = 1_600, replica_count: int = 400) -> lis
         if row["Region"] == "us-east-1" and row["AcceleratorName"] in ("V100", "A100", "H100") and row["Price"]:
             spot = float(row["SpotPrice"]) if row["SpotPrice"] else None
             prices.setdefault(int(float(row["AcceleratorCount"])), []).append((float(row["Price"]), spot))
-    jobs = list(csv.DictReader((TRACES / "philly_dre_sampled_jobs_first3000.csv").open()))
+    jobs = list(csv.DictReader((TRACES / "philly_dre_sampled_jobs.csv").open()))
     work = []
     for i, row in enumerate(rng.sample(jobs, batch_count)):
         gpus = int(row["num_gpus"])

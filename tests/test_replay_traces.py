@@ -64,8 +64,8 @@ def test_openb_file_without_its_columns_is_refused_whole(tmp_path):
 
 
 def test_philly_rows_split_gpus_over_machines():
-    trace = load_trace(TRACES / "philly_dre_sampled_jobs_first3000.csv", "philly")
-    assert len(trace.jobs) == 3000 and trace.skipped.count == 0
+    trace = load_trace(TRACES / "philly_dre_sampled_jobs.csv", "philly")
+    assert len(trace.jobs) == 5910 and trace.skipped.count == 0
     jobs = by_name(trace)
     one = jobs["application_1504131676014_11327"]  # 1 machine, 8 GPUs, 3722.517 min
     assert one.spec["resources"] == {"accelerators": {"P100": 8, "V100": 8}, "cpus": "32+", "memory": "128+"}
@@ -76,7 +76,7 @@ def test_philly_rows_split_gpus_over_machines():
 
 
 def test_philly_bad_rows(tmp_path):
-    header = (TRACES / "philly_dre_sampled_jobs_first3000.csv").read_text().splitlines()[0]
+    header = (TRACES / "philly_dre_sampled_jobs.csv").read_text().splitlines()[0]
     path = tmp_path / "philly.csv"
     path.write_text("\n".join([header, "j1,vc,u,Pass,2017-10-03 00:50:36,,,60,0,2,3,,,,,,,,",
                                "j2,vc,u,Pass,yesterday,,,60,0,1,2,,,,,,,,",
