@@ -24,15 +24,18 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from time import perf_counter
 
 from placement.model import Job, Offer, Placement, Plan, Snapshot, SolveStats, Tier
 from placement.solve import milp
-from placement.solve.candidates import (JobClass, SignatureOption, build_classes, group_offers, job_objective,
-                                        job_queue_cost)
-from placement.solve.costs import delay_rate, gpu_units
-from placement.solve.explain import why_infeasible, why_queued
+from placement.solve.candidates import (JobClass, SignatureOption, Waiting, build_classes, group_offers,
+                                        job_objective, job_queue_cost)
+from placement.solve.costs import Wait, delay_rate, gpu_units
+from placement.solve.explain import why_infeasible, why_queued, why_reserved
+from placement.solve.forecast import Forecast
+from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger, Chosen
 from placement.solve.repack import Repacker
@@ -51,6 +54,7 @@ class RoundResult:
     plan: Plan
     job_options: dict[str, list[SignatureOption]]
     ledger: CapacityLedger
+    waits: dict[str, Wait | None] = dataclasses.field(default_factory=dict)  # each job's forecast wait
 
     @property
     def queue_costs(self) -> dict[str, float]:
@@ -89,9 +93,18 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     start = perf_counter()
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
     groups = group_offers(snapshot)
-    classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate)
+    forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios)
+    reservations = plan_reservations(jobs, forecast, groups, policy)
+    if reservations:
+        snapshot = with_reservations(snapshot, reservations)
+        groups = group_offers(snapshot)
+        forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios, holds(reservations))
+    waiting = Waiting(forecast, policy)
+    classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate, waiting=waiting)
     ledger = CapacityLedger(snapshot, groups, policy)
-    queue_costs = {job.id: job_queue_cost(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
+    waits = {job.id: waiting.of(job) for job in jobs if job_options[job.id]}
+    queue_costs = {job.id: job_queue_cost(job, job_options[job.id], policy, waits[job.id])
+                   for job in jobs if job_options[job.id]}
     ranked = {job.id: _ranked(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
 
     build_seconds = solve_seconds = 0.0
@@ -132,21 +145,27 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
 
     placements, queued = [], []
     objective = 0.0
+    reservations = tuple(r for r in reservations if r.job_id not in placed)
+    reserved = {r.job_id: r for r in reservations}
     for job in jobs:
         if job.id in placed:
             placement = _placement(job, placed[job.id])
             placements.append(placement)
             objective += placement.objective
+        elif job.id in reserved:
+            objective += queue_costs.get(job.id, 0.0)
+            queued.append((job.id, why_reserved(reserved[job.id])))
         elif not job_options[job.id]:
             queued.append((job.id, why_infeasible(job, snapshot.offers, snapshot.blocked_offers, policy)))
         else:
             objective += queue_costs[job.id]
-            queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy)))
+            queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy,
+                                              waits.get(job.id))))
     stats = SolveStats(method=used, status=status, build_seconds=build_seconds, solve_seconds=solve_seconds,
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
                        num_variables=num_vars, lower_bound=bound)
-    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())))
-    return RoundResult(plan, job_options, ledger)
+    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations)
+    return RoundResult(plan, job_options, ledger, waits)
 
 
 def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[float] | None, str, float | None]:
