@@ -162,34 +162,43 @@ class Forecast:
             kind = (offer.gpu, whole.gpu_count, whole.vcpus, whole.memory_gb, offer.gpu_memory_gb,
                     offer.price_per_hour, offer.labels, offer.region)
             self.nodes.append(_Node(offer, whole, kind, times, free, released))
-        self._cache: dict[tuple, list[tuple[Demand, list[list[tuple[float, int]]]]]] = {}
+        self.kinds: dict[tuple, list[int]] = defaultdict(list)  # identical nodes: one fits() check for all
+        for index, node in enumerate(self.nodes):
+            self.kinds[node.kind].append(index)
+        # Per job shape: (the kind's earliest start for num_nodes nodes, demand, the kind's (time, node) list),
+        # earliest first; and the answer when no reservation holds a node.
+        self._entries: dict[tuple, list[tuple[float, int, Demand, list[tuple[float, int]]]]] = {}
+        self._free_answers: dict[tuple, Start | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
 
-    def _fit_times(self, job: Job, policy: Policy, releases_only: bool
-                   ) -> list[tuple[Demand, list[list[tuple[float, int]]]]]:
-        """Per demand, per node kind: (time the node has room, node index), earliest first."""
+    def _fit_times(self, job: Job, policy: Policy, releases_only: bool, key: tuple
+                   ) -> list[tuple[float, int, Demand, list[tuple[float, int]]]]:
         from placement.solve.candidates import fits  # candidates imports this module
 
-        key = (job.demands, job.num_nodes, job.tiers, job.onprem_only, job.gpu_memory_gb, releases_only)
-        cached = self._cache.get(key)
+        cached = self._entries.get(key)
         if cached is not None:
             return cached
-        result = []
-        for demand in job.demands:
-            kinds: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+        entries = []
+        for position, demand in enumerate(job.demands):
             need = (demand.accelerator_count, demand.cpus, demand.memory_gb)
-            for index, node in enumerate(self.nodes):
-                if not fits(job, demand, node.whole, policy):
+            for indices in self.kinds.values():
+                if len(indices) < job.num_nodes or not fits(job, demand, self.nodes[indices[0]].whole, policy):
                     continue
-                profile = node.released if releases_only else node.free
-                at = next((t for t, have in zip(node.times, profile) if _room(have, need)), None)
-                if at is not None:
-                    kinds[node.kind].append((at, index))
-            result.append((demand, [sorted(times) for _, times in sorted(kinds.items(), key=lambda kv: repr(kv[0]))]))
-        self._cache[key] = result
-        return result
+                times = []
+                for index in indices:
+                    node = self.nodes[index]
+                    profile = node.released if releases_only else node.free
+                    at = next((t for t, have in zip(node.times, profile) if _room(have, need)), None)
+                    if at is not None:
+                        times.append((at, index))
+                if len(times) >= job.num_nodes:
+                    times.sort()
+                    entries.append((times[job.num_nodes - 1][0], position, demand, times))
+        entries.sort(key=lambda e: (e[0], e[1], e[3][0][1]))
+        self._entries[key] = entries
+        return entries
 
     def start(self, job: Job, policy: Policy, *, releases_only: bool = False) -> Start | None:
         """The earliest forecast on-prem start of `job` (None: no on-prem node ever has room for it).
@@ -197,17 +206,18 @@ class Forecast:
         `releases_only` counts only what running work gives back, as if what is free now were taken by
         others this round: when the job would next have room if it lost the capacity free now.
         """
+        key = (job.demands, job.num_nodes, job.tiers, job.onprem_only, job.gpu_memory_gb, releases_only)
+        if not self.holds and key in self._free_answers:
+            return self._free_answers[key]
         best: Start | None = None
-        for demand, kinds in self._fit_times(job, policy, releases_only):
-            for times in kinds:
-                if len(times) < job.num_nodes:
-                    continue
-                chosen = self._earliest_nodes(job, times)
-                if chosen is None:
-                    continue
-                at, indices = chosen
-                if best is None or at < best.hours - 1e-12:
-                    best = Start(at, tuple(self.nodes[i].offer for i in indices), demand)
+        for earliest, _, demand, times in self._fit_times(job, policy, releases_only, key):
+            if best is not None and earliest >= best.hours - 1e-12:
+                break  # holds only delay nodes: no later kind can beat the best found
+            chosen = self._earliest_nodes(job, times)
+            if chosen is not None and (best is None or chosen[0] < best.hours - 1e-12):
+                best = Start(chosen[0], tuple(self.nodes[i].offer for i in chosen[1]), demand)
+        if not self.holds:
+            self._free_answers[key] = best
         return best
 
     def _earliest_nodes(self, job: Job, times: list[tuple[float, int]]) -> tuple[float, list[int]] | None:
@@ -215,8 +225,10 @@ class Forecast:
         if not self.holds:
             picked = times[:job.num_nodes]
             return picked[-1][0], [i for _, i in picked]
-        adjusted = []
+        adjusted: list[tuple[float, int]] = []
         for at, index in times:
+            if len(adjusted) >= job.num_nodes and sorted(adjusted)[job.num_nodes - 1][0] <= at:
+                break  # the nodes still to come free no earlier than those already picked
             hold = self.holds.get(self.nodes[index].offer.name)
             if hold is not None and hold.job_id != job.id and at + job.expected_hours > hold.start:
                 at = max(at, hold.end)
