@@ -43,7 +43,7 @@ from placement.solve.bound import lp_lower_bound  # noqa: E402
 from policies import load_policy  # noqa: E402
 from policies.model import Policy  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "traces"
+DATA = ROOT / "configs" / "traces"
 JOBS_CSV = DATA / "alibaba_gpu2023_openb_jobs.csv"
 NODES_CSV = DATA / "alibaba_gpu2023_openb_nodes_raw.csv"
 SIZES = {500: 100, 2000: 400, 10000: 1000}

@@ -42,8 +42,8 @@ from placement.store import ACTIVE, JobState  # noqa: E402
 from policies import load_policy  # noqa: E402
 from policies.model import Caps, CapSpec  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "traces"
-DLRM_CSV = DATA / "alibaba_gpu2025_dlrm_instances_raw.csv"
+DATA = ROOT / "configs" / "traces"
+DLRM_CSV = DATA / "alibaba_gpu2025_dlrm_gpu_instances.csv"
 JOBS_CSV = DATA / "alibaba_gpu2023_openb_jobs.csv"
 START = 1_767_571_200.0  # 2026-01-05 00:00 UTC: the run stays inside one UTC day
 HIGH = ("high", "critical")

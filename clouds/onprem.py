@@ -56,6 +56,26 @@ def node_gpu(node: dict[str, Any]) -> str | None:
     return None
 
 
+def node_offer(name: str, gpu: str | None, gpus: float, cpus: float, memory_gb: float,
+               held: tuple[float, float, float], facts: Offer | None, provider: str = "onprem") -> Offer:
+    """The offer of one on-prem node: its whole capacity less what the engine holds there, priced for the whole
+    machine, with what the inventory knows about it (`facts`: price, GPU memory, power, grid, labels).
+    The Ray provider and the replay's simulated nodes both build their offers here."""
+    held_gpus, held_cpus, held_memory = held
+    price = facts.price_per_hour if facts else amortised_price_per_hour(gpu, gpus, cpus, memory_gb)
+    return Offer(
+        id=f"onprem/{name}", tier=Tier.ONPREM, provider=provider, name=name, sharing=Sharing.SHARED,
+        gpu=gpu, gpu_count=max(gpus - held_gpus, 0.0),
+        gpu_memory_gb=(facts.gpu_memory_gb if facts else None) or (gpu_memory_gb(gpu) if gpu else 0.0) or 0.0,
+        vcpus=max(cpus - held_cpus, 0.0), memory_gb=max(memory_gb - held_memory, 0.0),
+        price_per_hour=price if price is not None else 0.0, capacity=1, whole=(gpus, cpus, memory_gb),
+        region=facts.region if facts else None,
+        gco2_per_kwh=facts.gco2_per_kwh if facts else None,
+        gpu_watts=(facts.gpu_watts if facts else None) or (gpu_tdp_watts(gpu) if gpu else None),
+        host_watts=facts.host_watts if facts else 0.0,
+        labels=facts.labels if facts else ())  # not the node id: identical nodes must group for gangs
+
+
 class RayNodesProvider:
     """Offers from the Ray cluster's alive nodes; work as Ray jobs pinned to one node."""
 
@@ -87,20 +107,9 @@ class RayNodesProvider:
             memory = resources.get("memory", 0.0) / _GIB
             if "node:__internal_head__" in resources and not gpus and len(nodes) > 1:
                 continue  # a GPU-less head of a larger cluster hosts the service and Ray itself, not jobs
-            held_gpus, held_cpus, held_memory = reserved.get(name, (0.0, 0.0, 0.0))
             gpu = node_gpu(node) if gpus else None
-            facts = self._facts.get(name)
-            price = facts.price_per_hour if facts else amortised_price_per_hour(gpu, gpus, cpus, memory)
-            offers.append(Offer(
-                id=f"onprem/{name}", tier=Tier.ONPREM, provider=self.name, name=name, sharing=Sharing.SHARED,
-                gpu=gpu, gpu_count=max(gpus - held_gpus, 0.0),
-                gpu_memory_gb=(facts.gpu_memory_gb if facts else None) or (gpu_memory_gb(gpu) if gpu else 0.0) or 0.0,
-                vcpus=max(cpus - held_cpus, 0.0), memory_gb=max(memory - held_memory, 0.0),
-                price_per_hour=price if price is not None else 0.0, capacity=1, whole=(gpus, cpus, memory),
-                region=facts.region if facts else None,
-                gco2_per_kwh=facts.gco2_per_kwh if facts else None,
-                gpu_watts=(facts.gpu_watts if facts else None) or (gpu_tdp_watts(gpu) if gpu else None),
-                labels=facts.labels if facts else ()))  # not the node id: identical nodes must group for gangs
+            offers.append(node_offer(name, gpu, gpus, cpus, memory, reserved.get(name, (0.0, 0.0, 0.0)),
+                                     self._facts.get(name), self.name))
         return offers
 
     def launch(self, request: LaunchRequest) -> None:

@@ -87,7 +87,7 @@ class Calibration:
     pixel_bytes_16bit: float
 
 
-# Calibrated by `calibrate()` on ../shared/data/telemetry/h100_training_memory_calibration.csv (8 rows with
+# Calibrated by `calibrate()` on configs/telemetry/h100_training_memory_calibration.csv (8 rows with
 # status ok: GPT-2 124M with AdamW, ResNet-50 with SGD+momentum, fp32 and bf16, on an H100 80GB HBM3);
 # `python benchmarks/memory_estimator.py` recomputes them and reports the errors.
 CALIBRATED = Calibration(  # rounded up

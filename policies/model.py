@@ -94,6 +94,9 @@ class TierQuota(_Strict):
         return getattr(self, tier.value)
 
 
+SAFETY_FACTOR = 20.0  # a work-limited round's wall-clock safety net, in time limits
+
+
 class SolverSettings(_Strict):
     backend: Literal["highs", "cbc"] = Field("highs", description="HiGHS (through highspy) or PuLP's bundled CBC.")
     time_limit_s: float = Field(2.0, gt=0, description=(
@@ -103,6 +106,19 @@ class SolverSettings(_Strict):
     mip_rel_gap: float = Field(0.001, ge=0, lt=1)
     aggregate: bool = Field(True, description="Solve over job classes and node groups (fast); "
                                               "false builds one variable per job and offer (exact, small instances).")
+    work_limit: bool = Field(False, description=(
+        "Bound the round by work, not by the clock, so the same state gives the same plan on any machine load "
+        "(`placement replay` turns this on): the repack takes at most `repack_steps` steps, the integer programs "
+        "stop after `max_nodes` branch-and-bound nodes, and 20 x `time_limit_s` is only a safety net, logged "
+        "when a round reaches it."))
+    repack_steps: int = Field(48, ge=0, description="Repack steps per round when `work_limit` is on.")
+    max_nodes: int = Field(2000, ge=1, description="Branch-and-bound nodes per integer program when `work_limit` "
+                                                   "is on (HiGHS; CBC has no such limit here).")
+
+    @property
+    def budget_s(self) -> float:
+        """The round's wall-clock budget: the time limit, or only a far safety net when bounded by work."""
+        return self.time_limit_s * (SAFETY_FACTOR if self.work_limit else 1.0)
 
 
 class DebtPolicy(DebtSettings):

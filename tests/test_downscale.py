@@ -24,7 +24,7 @@ from policies.model import Caps, Policy
 
 PUBLIC, PRIVATE, ONPREM = Tier.PUBLIC, Tier.PRIVATE, Tier.ONPREM
 POLICY = Policy(name="test")
-DATA = Path("/work/shared/data")
+TRACES = Path(__file__).resolve().parents[1] / "configs" / "traces"  # shipped copies of the real traces
 
 
 def batch(job_id: str, rate: float, priority: str = "normal", *, gpus: float = 8, hours: float = 2.0,
@@ -332,7 +332,7 @@ def real_running_work(batch_count: int = 1_600, replica_count: int = 400) -> lis
         if row["Region"] == "us-east-1" and row["AcceleratorName"] in ("V100", "A100", "H100") and row["Price"]:
             spot = float(row["SpotPrice"]) if row["SpotPrice"] else None
             prices.setdefault(int(float(row["AcceleratorCount"])), []).append((float(row["Price"]), spot))
-    jobs = list(csv.DictReader((DATA / "traces" / "philly_dre_sampled_jobs.csv").open()))
+    jobs = list(csv.DictReader((TRACES / "philly_dre_sampled_jobs_first3000.csv").open()))
     work = []
     for i, row in enumerate(rng.sample(jobs, batch_count)):
         gpus = int(row["num_gpus"])
@@ -346,7 +346,7 @@ def real_running_work(batch_count: int = 1_600, replica_count: int = 400) -> lis
             float(row["runtime_min"]) / 60 * rng.random(), spot_ok=spot is not None and rng.random() < 0.5,
             spot_rate_per_hour=spot * machines if spot else None, idle=bool(util) and float(util) < 1.0))
     apps: dict[str, int] = {}
-    for row in csv.DictReader((DATA / "traces" / "alibaba_gpu2025_dlrm_instances_raw.csv").open()):
+    for row in csv.DictReader((TRACES / "alibaba_gpu2025_dlrm_gpu_instances.csv").open()):
         if row["gpu_request"] == "1":
             apps[row["app_name"]] = apps.get(row["app_name"], 0) + 1
     replica_price = min(p for p, _ in prices[1])

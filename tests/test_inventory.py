@@ -12,7 +12,7 @@ from clouds.inventory import (DEFAULT_INVENTORY, Inventory, NodeSpec, amortised_
 from placement.model import Demand, Sharing, Tier
 from placement.yamlio import ConfigError
 
-ALIBABA_NODES = Path("/work/shared/data/traces/alibaba_gpu2023_openb_nodes_raw.csv")
+ALIBABA_NODES = Path(__file__).resolve().parents[1] / "configs" / "traces" / "alibaba_gpu2023_openb_nodes_raw.csv"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The GPU memory estimator: against real H100 peaks, its accounting, its monotonicity, and the solver using it.
 
-Calibration rows: ../shared/data/telemetry/h100_training_memory_calibration.csv (real training
+Calibration rows: configs/telemetry/h100_training_memory_calibration.csv (real training
 steps on an H100 80GB HBM3; `nvml_used_bytes` is what had to fit, CUDA context included).
 """
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build
 REASONS_SHARE = 0.75  # reasons and the plan take about 0.6x the build time after the repack (10,000 jobs)
 MIN_LP_SHARE = 0.25  # the relaxation always gets this share of the time limit, even past the deadline
 MILP_SHARE = 0.4  # the integer program runs at most this share of the time limit; the rest is the repack's
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         build_seconds = perf_counter() - start
         # The time limit covers the whole round: keep back for realising and filling about what building
         # took (they walk the same jobs and options), so the solver gets the rest.
-        deadline = start + policy.solver.time_limit_s - POST_SOLVE_SHARE * build_seconds
+        deadline = start + policy.solver.budget_s - POST_SOLVE_SHARE * build_seconds
         values, status, bound = _solve_counts(formulation, policy, deadline)
         solve_seconds = perf_counter() - start - build_seconds
         if values is not None:
@@ -138,8 +141,9 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         # What is left of the round's time goes to repacking nodes where the packing lost what the model
         # counted on.
         repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs)
-        repacks = repacker.run(start + policy.solver.time_limit_s - REASONS_SHARE * build_seconds,
-                               policy.solver.backend)
+        settings = policy.solver
+        limits = {"max_steps": settings.repack_steps, "max_nodes": settings.max_nodes} if settings.work_limit else {}
+        repacks = repacker.run(start + settings.budget_s - REASONS_SHARE * build_seconds, settings.backend, **limits)
         if repacks:
             used += f" + {repacks} repacks"
 
@@ -188,7 +192,7 @@ def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[fl
     settings = policy.solver
     program = formulation.program
     relaxed = milp.solve(program, integer=False, backend=settings.backend,
-                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SHARE * settings.time_limit_s))
+                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SHARE * settings.budget_s))
     if relaxed.values is None:
         return None, relaxed.status, None
     if not relaxed.optimal:  # stopped early: its point is feasible, but its objective bounds nothing
@@ -199,11 +203,16 @@ def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[fl
     floored_objective = program.offset + sum(c * f for c, f in zip(program.cost, floored))
     if floored_objective - relaxed.objective <= settings.mip_rel_gap * abs(relaxed.objective):
         return relaxed.values, "LP rounded (within the gap)", relaxed.objective
-    remaining = min(deadline - perf_counter(), MILP_SHARE * settings.time_limit_s)
+    remaining = min(deadline - perf_counter(), MILP_SHARE * settings.budget_s)
     if remaining <= 0.05:
+        if settings.work_limit:
+            log.warning("a work-limited round reached its wall-clock safety net before the integer program")
         return relaxed.values, "LP rounded (no time left for the integer program)", relaxed.objective
     exact = milp.solve(program, integer=True, backend=settings.backend, time_limit_s=remaining,
-                       mip_rel_gap=settings.mip_rel_gap, start=[float(f) for f in floored])
+                       mip_rel_gap=settings.mip_rel_gap, start=[float(f) for f in floored],
+                       max_nodes=settings.max_nodes if settings.work_limit else None)
+    if settings.work_limit and "time limit" in exact.status.lower():
+        log.warning("a work-limited round's integer program reached its wall-clock safety net (%.1f s)", remaining)
     bound = max(relaxed.objective, exact.bound)
     if exact.values is not None and exact.optimal:
         return exact.values, exact.status, bound

@@ -59,13 +59,14 @@ class Solution:
 
 
 def solve(lp: LinearProgram, *, integer: bool, backend: str = "highs", time_limit_s: float = 2.0,
-          mip_rel_gap: float = 1e-3, start: list[float] | None = None) -> Solution:
-    """`start`, a point to begin from, helps HiGHS prune early; CBC through PuLP ignores it."""
+          mip_rel_gap: float = 1e-3, start: list[float] | None = None, max_nodes: int | None = None) -> Solution:
+    """`start`, a point to begin from, helps HiGHS prune early; CBC through PuLP ignores it. `max_nodes`
+    bounds HiGHS's branch and bound by work (the same answer on any machine); CBC ignores it."""
     if lp.num_vars == 0:
         return Solution([], "empty", lp.offset, lp.offset, True)
     if backend == "highs":
         try:
-            return _solve_highs(lp, integer, time_limit_s, mip_rel_gap, start)
+            return _solve_highs(lp, integer, time_limit_s, mip_rel_gap, start, max_nodes)
         except ImportError:
             backend = "cbc"
     return _solve_pulp(lp, integer, time_limit_s, mip_rel_gap)
@@ -95,13 +96,15 @@ def _quiet_highs():
 
 
 def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float,
-                 start: list[float] | None) -> Solution:
+                 start: list[float] | None, max_nodes: int | None = None) -> Solution:
     import highspy
 
     h = _quiet_highs()
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("threads", 1)
+    if max_nodes is not None:
+        h.setOptionValue("mip_max_nodes", int(max_nodes))
     n = lp.num_vars
     cols = np.arange(n, dtype=np.int32)
     h.addVars(n, np.zeros(n), np.asarray(lp.upper, dtype=float))

@@ -16,6 +16,7 @@ is seeded, so the same input gives the same plan.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import defaultdict
@@ -38,6 +39,8 @@ STEP_GAP = 0.01
 SMALLEST_SHARE = 0.05  # a CPU job's gain per share is counted as if it held at least this much of a node
 _EPS = 1e-9
 
+log = logging.getLogger(__name__)
+
 
 class Candidate(NamedTuple):
     job: Job
@@ -57,9 +60,13 @@ class Repacker:
     ranked: dict[str, list[tuple[float, int, SignatureOption]]]
     queue_costs: dict[str, float]
     spanned: set[int] = field(default_factory=set)  # id() of nodes holding part of a multi-node job
+    max_nodes: int | None = None  # branch-and-bound nodes per step's program (work-limited rounds)
 
-    def run(self, deadline: float, backend: str) -> int:
-        """Repack until the deadline or until no group yields; returns how many repacks were kept."""
+    def run(self, deadline: float, backend: str, max_steps: int | None = None, max_nodes: int | None = None) -> int:
+        """Repack until the deadline or until no group yields; returns how many repacks were kept.
+
+        With `max_steps` the repack is bounded by work instead (at most that many steps, each program at most
+        `max_nodes` branch-and-bound nodes), and the deadline is only a safety net, logged when reached."""
         by_group: dict[int, list[Job]] = defaultdict(list)  # the single-node jobs that could run on a group
         for job_id in sorted(self.ranked):
             job = self.jobs[job_id]
@@ -74,8 +81,14 @@ class Repacker:
         # is largest.
         potential = {index: math.inf for index in sorted(by_group) if len(self.ledger.nodes[index]) > 1}
         fruitless = dict.fromkeys(potential, 0)
-        kept = 0
-        while perf_counter() < deadline:
+        kept = steps = 0
+        self.max_nodes = max_nodes
+        while max_steps is None or steps < max_steps:
+            if perf_counter() >= deadline:
+                if max_steps is not None:
+                    log.warning("a work-limited repack reached its wall-clock safety net after %d steps", steps)
+                break
+            steps += 1
             live = [i for i in potential if fruitless[i] < FRUITLESS_STEPS and potential[i] > _EPS]
             if not live:
                 break
@@ -131,8 +144,10 @@ class Repacker:
         current = sum(self.placed[job_id].objective - c.fallback for job_id, c in zip(inside, candidates))
         position = {id(n): k for k, n in enumerate(nodes)}
         now = {i: position[id(self.ledger.held[job_id][0])] for i, job_id in enumerate(inside)}
-        time_limit = min(STEP_TIME_S, max(deadline - perf_counter(), 0.01))
-        assignment = _assign(nodes[0].offer, len(nodes), candidates, now, self.ledger, current, time_limit, backend)
+        left = max(deadline - perf_counter(), 0.01)
+        time_limit = left if self.max_nodes is not None else min(STEP_TIME_S, left)
+        assignment = _assign(nodes[0].offer, len(nodes), candidates, now, self.ledger, current, time_limit, backend,
+                             self.max_nodes)
         whole = len(nodes) == len(self.ledger.nodes[index]) and len(offered) == len(outsiders)
         return assignment is not None and self._apply(index, nodes, candidates, assignment), potential, whole
 
@@ -249,7 +264,7 @@ def _packing_order(c: Candidate) -> tuple:
 
 
 def _assign(offer: Offer, node_count: int, candidates: list[Candidate], now: dict[int, int], ledger: CapacityLedger,
-            current: float, time_limit: float, backend: str) -> dict[int, int] | None:
+            current: float, time_limit: float, backend: str, max_nodes: int | None = None) -> dict[int, int] | None:
     """The best assignment of candidates to `node_count` empty nodes like `offer`, if it beats `current`.
 
     `now` (candidate index -> node index, the jobs already there) is where the
@@ -299,7 +314,7 @@ def _assign(offer: Offer, node_count: int, candidates: list[Candidate], now: dic
             freed = sum(c.held_gpus for c in candidates if c.job.team == team)
             lp.add_row([v for v, _ in entries], [g for _, g in entries], max(left + freed, 0.0))
     solution = milp.solve(lp, integer=True, backend=backend, time_limit_s=time_limit, mip_rel_gap=STEP_GAP,
-                          start=start)
+                          start=start, max_nodes=max_nodes)
     if solution.values is None or solution.objective >= current - 1e-6:
         return None
     return {i: n for (i, n), value in zip(variables, solution.values) if value > 0.5}
