@@ -147,6 +147,11 @@ class Running:
     per_node: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (GPUs, vCPUs, memory GB) held on each node
     elapsed_hours: float = 0.0
     expected_hours: float | None = None
+    # Moving it back on-prem (placement/solve/migrate.py): whether it may be restarted, and what a restart costs.
+    priority: str = ""
+    gpu: str | None = None
+    migratable: bool = False
+    restart_hours: float | None = None  # None: the policy's downscale.restart_hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +247,20 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Migration:
+    """Running cloud work moved to on-prem capacity that freed: stopped gracefully, then started on `nodes`."""
+
+    job_id: str
+    from_offer: str
+    nodes: tuple[str, ...]
+    remaining_hours: float
+    saves_usd: float  # remaining hours x (its rate - the on-prem rate), less the restart cost
+    restart_usd: float
+    reason: str
+    placement: Placement  # where it starts again (a new attempt)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """The answer of one round: where each job goes, or why it waits."""
 
@@ -250,6 +269,7 @@ class Plan:
     stats: SolveStats
     queue_costs: tuple[tuple[str, float], ...] = field(default=())
     reservations: tuple[Reservation, ...] = ()
+    migrations: tuple[Migration, ...] = ()
 
     def placement_of(self, job_id: str) -> Placement | None:
         return next((p for p in self.placements if p.job_id == job_id), None)

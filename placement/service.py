@@ -154,6 +154,7 @@ class Engine:
                          Tier.PRIVATE: private_provider(inventory)} | providers
         self.providers = providers
         offers_by_id = {o.id: o for o in self.static_offers}
+        self._offers_by_id = offers_by_id
         self.reconciler = Reconciler(self.store, providers, clock, on_error, offers=offers_by_id,
                                      failover=config.failover)
         self.caps = CapGuard(self.store, offers_by_id)
@@ -286,7 +287,7 @@ class Engine:
                 running.append(Running(job_id=record.id, team=record.team, tier=Tier(record.tier),
                                        offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
                                            len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
-                                       pool=pool, **_forecast_facts(record, now)))
+                                       pool=pool, **_forecast_facts(record, now, self._offers_by_id)))
         offers: list[Offer] = []
         for tier in Tier:
             provider = self.providers.get(tier)
@@ -305,6 +306,8 @@ class Engine:
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
+        if result.plan.migrations:
+            self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
         self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
         self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
                                                        now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)
@@ -666,14 +669,24 @@ def desired_replicas(service: ServiceRecord) -> int:
     return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
 
 
-def _forecast_facts(record: JobRecord, now: float) -> dict[str, Any]:
+def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> dict[str, Any]:
     """What the capacity forecast needs of running work: nodes, what it holds on each, run time so far, and
-    its expected hours (none for a service replica, which runs until scaled down)."""
-    expected = None if record.service else float((record.spec.get("placement") or {}).get("expected_hours", 1.0))
+    its expected hours (none for a service replica, which runs until scaled down); and what moving it back
+    on-prem needs: whether it can restart (`spot_ok`, `use_spot` or `migratable`, one node only), what a
+    restart costs, its GPU type."""
+    placement = record.spec.get("placement") or {}
+    expected = None if record.service else float(placement.get("expected_hours", 1.0))
     started = record.started_at if record.started_at is not None else now  # planned or starting: the clock starts now
+    offer = offers.get(record.offer_id or "")
+    restartable = bool(placement.get("migratable") or placement.get("spot_ok")
+                       or (record.spec.get("resources") or {}).get("use_spot"))
     return {"name": record.name, "nodes": record.nodes if record.tier == Tier.ONPREM.value else (),
             "per_node": (record.gpus or 0.0, record.cpus or 0.0, record.memory_gb or 0.0),
-            "elapsed_hours": max(now - started, 0.0) / 3600.0, "expected_hours": expected}
+            "elapsed_hours": max(now - started, 0.0) / 3600.0, "expected_hours": expected,
+            "priority": record.priority, "gpu": offer.gpu if offer is not None else None,
+            "migratable": restartable and record.state is JobState.RUNNING and not record.service
+            and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
+            "restart_hours": placement.get("restart_hours")}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,

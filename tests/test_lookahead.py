@@ -253,3 +253,68 @@ def test_the_engine_keeps_a_long_job_for_the_node_that_frees_in_four_minutes(tmp
     engine.round()
     engine.round()
     assert engine.store.job(second).tier == "onprem" and cloud.launched == []
+
+
+# ---------------------------------------------------------------------------------------------- migrate back
+
+def cloud_work(job_id: str, *, elapsed: float, expected: float, migratable: bool = True,
+               restart_hours: float | None = None) -> Running:
+    """An 8xA100 job running on the public cloud at $32/h."""
+    return Running(job_id=job_id, team="ml", tier=Tier.PUBLIC, offer_id="aws/us-east-1/p4d/od", gpus=8,
+                   rate_per_hour=CLOUD_PRICE, name=job_id, per_node=(8.0, 0.0, 0.0), elapsed_hours=elapsed,
+                   expected_hours=expected, priority="normal", gpu="A100", migratable=migratable,
+                   restart_hours=restart_hours)
+
+
+def test_cloud_work_moves_back_on_prem_when_the_saving_beats_its_restart() -> None:
+    offers = [node("n1", 8), public("p4d", price=CLOUD_PRICE)]
+    plan = solve(snapshot([], offers, running=[cloud_work("long", elapsed=1.0, expected=11.0)]), POLICY)
+    (move,) = plan.migrations
+    # By hand: 10 h left x ($32 - $16)/h = $160 saved; the restart loses 0.25 h (balanced's restart_hours) of
+    # 8 GPUs at normal priority's $2/GPU-h = $4.
+    assert move.job_id == "long" and move.nodes == ("n1",)
+    assert move.restart_usd == pytest.approx(4.0) and move.saves_usd == pytest.approx(160.0 - 4.0)
+    assert move.placement.tier is Tier.ONPREM and move.placement.nodes == ("n1",)
+
+
+@pytest.mark.parametrize("work", [
+    cloud_work("nearly-done", elapsed=10.9, expected=11.0),  # 0.1 h x $16/h = $1.60 < the $4 restart
+    cloud_work("rare-checkpoints", elapsed=1.0, expected=3.0, restart_hours=12.0),  # $32 saved < $192 restart
+    cloud_work("cannot-restart", elapsed=1.0, expected=11.0, migratable=False)])
+def test_cloud_work_stays_where_moving_is_not_worth_its_restart(work: Running) -> None:
+    offers = [node("n1", 8), public("p4d", price=CLOUD_PRICE)]
+    assert solve(snapshot([], offers, running=[work]), POLICY).migrations == ()
+
+
+def test_pending_work_comes_before_moving_running_work_back() -> None:
+    offers = [node("n1", 8), public("p4d", price=CLOUD_PRICE)]
+    snap = snapshot([job("new", gpus=8, hours=5.0, priority="normal")], offers,
+                    running=[cloud_work("long", elapsed=1.0, expected=11.0)])
+    plan = solve(snap, POLICY)
+    assert plan.placement_of("new").nodes == ("n1",) and plan.migrations == ()
+
+
+def test_the_engine_moves_spot_tolerant_cloud_work_back_when_the_node_frees(tmp_path: Path) -> None:
+    clock = Clock()
+    nodes = TimedNodesDouble(clock)
+    offers = [o for o in load_catalogs([SHIPPED_CATALOG_DIR]).offers if o.gpu == "A100" and o.gpu_count == 8]
+    cloud = SimulatedCloud(offers, clock, startup_s=0)
+    config = ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, telemetry_interval_s=None,
+                           catalogs=(str(SHIPPED_CATALOG_DIR),))
+    engine = Engine(config, {Tier.ONPREM: nodes, Tier.PUBLIC: cloud}, clock=clock)
+    (first,) = engine.submit([{"source": "a.yaml#1", "data": spec("first", 3.0)}])
+    engine.round()
+    later = spec("later", 20.0)
+    later["placement"]["migratable"] = True
+    later["placement"]["max_wait"] = "1m"  # it may not wait 3 hours for the node: it bursts
+    (second,) = engine.submit([{"source": "b.yaml#1", "data": later}])
+    engine.round()
+    engine.round()
+    assert engine.store.job(second).tier == "public" and engine.store.job(second).state is JobState.RUNNING
+    clock.now += 3 * 3600 + 60
+    engine.round()  # first ends; the node is free: the 17 h left of `later` move there
+    record = engine.store.job(second)
+    assert record.tier == "onprem" and record.attempt == 2
+    assert [grace for _, grace in cloud.terminated] == [engine.policy.downscale.checkpoint_grace_seconds]
+    decision = next(d for d in engine.store.decisions(second) if d.payload.get("migrate"))
+    assert decision.payload["to"] == ["node-0"] and decision.payload["saves_usd"] > 0

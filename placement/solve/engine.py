@@ -36,9 +36,10 @@ from placement.solve.candidates import (JobClass, SignatureOption, Waiting, buil
 from placement.solve.costs import Wait, delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued, why_reserved
 from placement.solve.forecast import Forecast
+from placement.solve.migrate import migrations
 from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
-from placement.solve.ledger import CapacityLedger, Chosen
+from placement.solve.ledger import CapacityLedger, Chosen, placement_of
 from placement.solve.repack import Repacker
 from policies.model import Policy
 
@@ -96,7 +97,8 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     start = perf_counter()
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
     groups = group_offers(snapshot)
-    forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios)
+    # Without look-ahead the forecast sees no running work: only what is free now.
+    forecast = Forecast(snapshot.offers, snapshot.running if policy.lookahead else (), snapshot.duration_ratios)
     reservations = plan_reservations(jobs, forecast, groups, policy)
     if reservations:
         snapshot = with_reservations(snapshot, reservations)
@@ -147,13 +149,14 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         if repacks:
             used += f" + {repacks} repacks"
 
+    moves = migrations(snapshot.running, groups, ledger, forecast.ratios, policy) if policy.lookahead else ()
     placements, queued = [], []
     objective = 0.0
     reservations = tuple(r for r in reservations if r.job_id not in placed)
     reserved = {r.job_id: r for r in reservations}
     for job in jobs:
         if job.id in placed:
-            placement = _placement(job, placed[job.id])
+            placement = placement_of(job, placed[job.id])
             placements.append(placement)
             objective += placement.objective
         elif job.id in reserved:
@@ -168,7 +171,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     stats = SolveStats(method=used, status=status, build_seconds=build_seconds, solve_seconds=solve_seconds,
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
                        num_variables=num_vars, lower_bound=bound)
-    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations)
+    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves)
     return RoundResult(plan, job_options, ledger, waits)
 
 
@@ -287,18 +290,3 @@ def _fill(jobs: tuple[Job, ...], ranked: dict[str, list[tuple[float, int, Signat
             if offers is not None:
                 placed[job.id] = Chosen(objective, option, offers)
                 break
-
-
-def _placement(job: Job, chosen: Chosen) -> Placement:
-    option, offers = chosen.option, chosen.offers
-    offer = offers[0]
-    on_nodes = offer.tier is Tier.ONPREM
-    target = ",".join(o.name for o in offers) if on_nodes else (
-        f"{offer.pool}/{offer.gpu}" if offer.tier is Tier.PRIVATE else offer.name)
-    return Placement(
-        job_id=job.id, offer_id=offer.id, tier=offer.tier, provider=offer.provider, target=target,
-        gpu=option.demand.accelerator, gpus_per_node=option.demand.accelerator_count, num_nodes=job.num_nodes,
-        spot=offer.spot, rate_per_hour=option.rate, expected_cost=option.rate * job.expected_hours,
-        objective=chosen.objective,
-        nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region,
-        cpus_per_node=option.demand.cpus, memory_gb_per_node=option.demand.memory_gb)
