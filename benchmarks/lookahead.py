@@ -39,6 +39,7 @@ from placement.model import Tier  # noqa: E402
 from placement.replay.traces.openb import load_openb  # noqa: E402
 from placement.service import Engine, ServiceConfig  # noqa: E402
 from placement.sim import SimulatedCloud, SimulatedNodes  # noqa: E402
+from placement.spec import duration_hours  # noqa: E402
 from placement.store import JobState  # noqa: E402
 from policies import load_policy  # noqa: E402
 
@@ -110,6 +111,7 @@ def run(day: int, share: float, noise: float, seed: int, interval_s: float, poli
         engine.policy = policy
         submitted: dict[str, float] = {}
         priority: dict[str, str] = {}
+        max_wait: dict[str, float | None] = {}
         waited, reserved, moved = set(), set(), 0
         pending = list(jobs)
         started = time.perf_counter()
@@ -124,6 +126,8 @@ def run(day: int, share: float, noise: float, seed: int, interval_s: float, poli
                 true_hours[job_id] = job.true_hours
                 submitted[job_id] = t
                 priority[job_id] = job.priority
+                wait = spec["placement"].get("max_wait")
+                max_wait[job_id] = duration_hours(wait) if wait is not None else None
             report = engine.round()
             for job_id, reason in report.plan.queued:
                 if reason.code.value == "WaitingForReservedCapacity":
@@ -152,6 +156,10 @@ def run(day: int, share: float, noise: float, seed: int, interval_s: float, poli
             if record.started_at is not None and record.id in submitted:
                 first_start[record.id] = record.started_at - EPOCH
         waits_high = [first_start[j] - submitted[j] for j in first_start if priority[j] in HIGH]
+        by_priority = {p: round(_p95([first_start[j] - submitted[j] for j in first_start if priority[j] == p]) / 60, 1)
+                       for p in sorted(set(priority.values()))}
+        late = sum(1 for j in first_start if max_wait.get(j) is not None
+                   and first_start[j] - submitted[j] > max_wait[j] * 3600 + 1e-6)
         waits_all = [first_start[j] - submitted[j] for j in first_start]
         onprem_gpus = sum(n.gpus * n.count for n in chosen)
         return {"lookahead": lookahead, "policy": policy_name, "day": day, "onprem_share": share,
@@ -159,7 +167,9 @@ def run(day: int, share: float, noise: float, seed: int, interval_s: float, poli
                 "private_usd": round(cost[Tier.PRIVATE], 2), "public_usd": round(cost[Tier.PUBLIC], 2),
                 "cloud_usd": round(cost[Tier.PRIVATE] + cost[Tier.PUBLIC], 2),
                 "onprem_allocation": round(onprem_gpu_h / (onprem_gpus * span_h), 4) if onprem_gpus else None,
-                "p95_wait_high_min": round(_p95(waits_high) / 60, 1), "p95_wait_all_min": round(_p95(waits_all) / 60, 1),
+                "p95_wait_high_min": round(_p95(waits_high) / 60, 1),
+                "p95_wait_all_min": round(_p95(waits_all) / 60, 1), "p95_wait_min_by_priority": by_priority,
+                "started_past_max_wait": late,
                 "waited_for_forecast": len(waited), "reserved": len(reserved), "migrated": moved,
                 "span_h": round(span_h, 2), "wall_s": round(wall, 1)}
 

@@ -118,10 +118,18 @@ def test_a_job_waits_four_minutes_for_a_node_rather_than_pay_the_cloud_premium(g
     assert f"${burst - wait:,.2f} more" in reason.message
 
 
-def test_a_critical_job_bursts_rather_than_wait_past_its_max_wait() -> None:
-    waits = solve(_waiting_world("critical"), POLICY)  # 4 minutes of delay are still worth less than the premium
+@pytest.mark.parametrize("max_wait_min", [None, 15])
+def test_a_critical_job_waits_when_the_forecast_start_leaves_time_to_burst(max_wait_min: float | None) -> None:
+    """4 minutes of delay are worth less than the premium; a 15-minute max_wait still leaves 11 minutes, more
+    than the public tier's 8-minute start-up, after the forecast start."""
+    snap = _waiting_world("critical", max_wait_hours=None if max_wait_min is None else max_wait_min / 60)
+    waits = solve(snap, POLICY)
     assert waits.placements == () and waits.reason_of("long").code in WAITING
-    snap = _waiting_world("critical", max_wait_hours=2 / 60)
+
+
+@pytest.mark.parametrize("max_wait_min", [2, 10])  # 10: bursting after a 4-minute wait would start at minute 12
+def test_a_critical_job_bursts_rather_than_wait_past_its_max_wait(max_wait_min: float) -> None:
+    snap = _waiting_world("critical", max_wait_hours=max_wait_min / 60)
     plan = solve(snap, POLICY)
     check_plan(snap, POLICY, plan)
     (placement,) = plan.placements

@@ -17,7 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier
-from placement.solve.costs import Wait, allowed_wait_hours, delay_rate, option_cost, queue_cost, startup_cost, waits_for
+from placement.solve.costs import (Wait, allowed_wait_hours, delay_rate, option_cost, queue_cost, startup_cost,
+                                   waits_for)
 from placement.solve.forecast import Forecast, Start
 from policies.model import Policy
 
@@ -248,7 +249,7 @@ class Waiting:
             price = self._prices[key] = (per_hour, startup)
         eventual = price[0] * hours + price[1]
         return Wait(start.hours, start.node_names, node.gpu, delay_rate(job, self.policy) * start.hours, eventual,
-                    start.hours <= allowed_wait_hours(job) + 1e-9)
+                    start.hours <= allowed_wait_hours(job, self.policy) + 1e-9)
 
 
 def queue_cost_of(job: Job, hours: float, options: list[SignatureOption], wait: Wait | None,

@@ -99,9 +99,13 @@ class Wait:
         return self.delay + self.eventual
 
 
-def allowed_wait_hours(job: Job) -> float:
-    """How much longer the job may wait before it passes its max_wait (inf: it has none)."""
-    return math.inf if job.max_wait_hours is None else job.max_wait_hours - job.waited_hours
+def allowed_wait_hours(job: Job, policy: Policy) -> float:
+    """How much longer the job may wait for on-prem capacity and still start within its max_wait if it bursts
+    then (the slowest start-up of the other tiers it allows counts against it); inf: it has no max_wait."""
+    if job.max_wait_hours is None:
+        return math.inf
+    burst_startup = max((policy.startup_minutes.get(t, 0.0) for t in job.tiers if t is not Tier.ONPREM), default=0.0)
+    return job.max_wait_hours - job.waited_hours - burst_startup / 60.0
 
 
 def waits_for(tier: Tier) -> bool:

@@ -70,7 +70,8 @@ def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Gr
 def with_reservations(snapshot: Snapshot, reservations: tuple[Reservation, ...]) -> Snapshot:
     """The snapshot with each reserved node's offer marked: whose it is and how long it stays free for others."""
     by_node = {node: r for r in reservations for node in r.nodes}
-    offers = tuple(dataclasses.replace(o, reserved_for=by_node[o.name].job_id, free_for_hours=by_node[o.name].start_hours)
+    offers = tuple(dataclasses.replace(o, reserved_for=by_node[o.name].job_id,
+                                       free_for_hours=by_node[o.name].start_hours)
                    if o.tier is Tier.ONPREM and o.name in by_node else o for o in snapshot.offers)
     return dataclasses.replace(snapshot, offers=offers)
 
