@@ -1,8 +1,9 @@
 """Surge caps in the service: from the store's records to the pure spend and downscale models, and back.
 
 Each round, before placing anything, the engine asks `CapGuard.check`:
-1. the spend ledger and the running work give every capped scope its $/h limit (rate caps,
-   and day/month budgets turned into rates: `placement.spend.effective_rate_limits`);
+1. the spend ledger's running totals per scope and UTC day / month (`Store.accrued`) and the running
+   work give every capped scope its $/h limit (rate caps, and day/month budgets turned into rates:
+   `placement.spend.effective_rate_limits`);
 2. a scope whose running spend exceeds its limit (a price change, a lowered cap, a service
    that scaled up) is remembered with the time it went over (kept in the store, so a restart
    keeps counting the grace period);
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from placement.model import Demand, Offer, Tier
 from placement.solve.downscale import (DownscalePlan, RunningWork, WorkKind, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
-from placement.spend import RateLimit, SpendEntry, accrued_by_scope, effective_rate_limits, spend_report
+from placement.spend import RateLimit, SpendEntry, effective_rate_limits, spend_report
 from placement.store import ACTIVE, JobRecord, ServiceRecord, Store
 from policies.model import Policy
 
@@ -65,7 +66,7 @@ class CapGuard:
         return changed
 
     def check(self, policy: Policy, now: float, idle: frozenset[str] = frozenset()) -> CapCheck:
-        limits = effective_rate_limits(policy.caps, accrued_by_scope(self.ledger(now), now), now)
+        limits = effective_rate_limits(policy.caps, self.store.accrued(now), now)  # running totals, not every row
         work = self.running_work(policy, now, idle)
         rates = committed_rates(work)
         over_since = track_overruns(rates, limits, json.loads(self.store.meta(_OVER_SINCE) or "{}"), now)

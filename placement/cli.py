@@ -552,6 +552,11 @@ def logs(job: Annotated[str, typer.Argument(help="The job's id.")], address: Add
     sys.stdout.write(_ask(_service(address).logs, job))
 
 
+from placement.replay.command import replay  # noqa: E402  (the command lives with its package)
+
+app.command("replay")(replay)
+
+
 def main() -> None:
     app()
 

@@ -69,6 +69,7 @@ def default_store_path() -> Path:
 @dataclass(frozen=True)
 class ServiceConfig:
     store_path: str = field(default_factory=lambda: str(default_store_path()))
+    store_durable: bool = True  # False: no WAL, no fsync (a replay's what-if store)
     policy: str = "balanced"
     inventory: str | None = None  # default: configs/inventory.yaml (private pools; facts about on-prem nodes)
     catalogs: tuple[str, ...] | None = None  # default: SkyPilot's own catalogs where present, then the shipped ones
@@ -134,7 +135,7 @@ class Engine:
         self.config = config
         self.clock = clock
         self.policy = load_policy(config.policy)
-        self.store = Store(config.store_path)
+        self.store = Store(config.store_path, durable=config.store_durable)
         inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
         if config.clouds:
             from clouds.public import prepare_skypilot
@@ -294,7 +295,7 @@ class Engine:
             offers += provider.offers({k: tuple(v) for k, v in reserved.items()}) if provider else \
                 [o for o in self.static_offers if o.tier is tier]
         blocks = [block for block, _, _ in self.store.active_blocks(now)]
-        blocked = frozenset(o.id for o in offers if any(b.covers(o) for b in blocks))
+        blocked = frozenset(o.id for o in offers if any(b.covers(o) for b in blocks)) if blocks else frozenset()
         # Work stopped by this round's downscale waits a round: placing it again at once would spend the headroom
         # the hysteresis left (and restart it from its checkpoint for nothing).
         stopped_now = {a.job_id for a in downscaled}
@@ -546,7 +547,7 @@ class Engine:
         launch = next((d.payload for d in reversed(self.store.decisions(record.id))
                        if d.action == "launch" and d.handle == record.handle), {})
         provider = launch.get("provider") or record.tier
-        offer = next((o for o in self.static_offers if o.id == record.offer_id), None)
+        offer = self.caps.offers.get(record.offer_id or "")  # the static offers by id
         grid = offer.gco2_per_kwh if offer is not None and offer.gco2_per_kwh is not None else \
             grid_intensity(provider, launch.get("region")).gco2_per_kwh
         gpu_type = canonical_gpu(launch["gpu"]) if launch.get("gpu") else None

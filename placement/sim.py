@@ -9,7 +9,7 @@ a real launch does, timed by the clock it is given (simulated seconds):
     until it is terminated)
 
 `terminate` stops the work at once. With `preemptions_per_hour`, spot work is lost after a seeded
-exponential time (the same seed and handle give the same moment), as a spot reclaim. Prices can be
+exponential time (the same seed, job and attempt give the same moment), as a spot reclaim. Prices can be
 raised mid-run (`set_price`) the way a catalog refresh would, so the engine's caps see a price increase.
 `SimulatedNodes` is the on-prem tier: nodes of an inventory, offered through the same `node_offer` the
 Ray provider uses. Nothing here imports Ray or SkyPilot; the engine, store, policy and solver around
@@ -91,6 +91,7 @@ class SimulatedCloud:
         self.seed = seed
         self._offers = {o.id: o for o in offers if o.tier is tier}
         self.work: dict[str, SimulatedWork] = {}
+        self._live: dict[str, SimulatedWork] = {}  # work that may still change by itself (next_change)
         self.launched: list[str] = []  # handles, in launch order (a repeated handle is not launched again)
         self.terminated: list[tuple[str, float]] = []  # (handle, grace_seconds) of each stop that stopped something
 
@@ -117,13 +118,16 @@ class SimulatedCloud:
         offer_id = request.offer.id if request.offer else placement.offer_id
         lost_at = None
         if placement.spot and self.preemptions_per_hour > 0:
-            draw = random.Random(f"{self.seed}:{request.handle}").expovariate(self.preemptions_per_hour)
+            # Seeded by the job and attempt, not the handle (which names the store): same seed, same reclaims.
+            draw = random.Random(f"{self.seed}:{request.job_id}:{request.attempt}").expovariate(
+                self.preemptions_per_hour)
             lost_at = now + self.startup_s + draw * 3600.0
         self.work[request.handle] = SimulatedWork(
             request.handle, now, self.run_seconds(request), offer_id, job_id=request.job_id, tier=self.tier,
             rate_per_hour=placement.rate_per_hour, gpus=placement.gpus_per_node * max(len(placement.nodes), 1)
             if self.tier is Tier.ONPREM else placement.gpus_per_node * placement.num_nodes, gpu=placement.gpu,
             nodes=placement.nodes, lost_at=lost_at, startup_s=self.startup_s)
+        self._live[request.handle] = self.work[request.handle]
         self.launched.append(request.handle)
 
     def observe(self, handles: list[str]) -> dict[str, Observation]:
@@ -163,10 +167,12 @@ class SimulatedCloud:
     def next_change(self, after: float) -> float:
         """The earliest moment after `after` when some work's state changes by itself (inf: none)."""
         soonest = math.inf
-        for work in self.work.values():
-            if work.stopped_at is not None:
+        for handle, work in list(self._live.items()):
+            ends = work.ends_at
+            if work.stopped_at is not None or (ends is not None and ends <= after):
+                del self._live[handle]  # ended: nothing more will change by itself
                 continue
-            for t in (work.running_from, work.ends_at):
+            for t in (work.running_from, ends):
                 if t is not None and after < t < soonest:
                     soonest = t
         return soonest

@@ -152,6 +152,40 @@ def accrued_by_scope(entries: Iterable[SpendEntry], now: float) -> dict[str, Acc
     return {scope: Accrued(today.get(scope, 0.0), month[scope]) for scope in month}
 
 
+def period_shares(entry: SpendEntry) -> list[tuple[str, float, float]]:
+    """(kind "day" or "month", the period's start, $) of an entry's part in each UTC day and month it
+    overlaps, pro rata as `accrued_by_scope` counts it: what a running total per period adds for it."""
+    if entry.tier == Tier.ONPREM:
+        return []
+    shares = []
+    for kind in ("day", "month"):
+        t = entry.start
+        while True:
+            periods = Periods.at(t)
+            start, end = (periods.day_start, periods.day_end) if kind == "day" else \
+                (periods.month_start, periods.month_end)
+            share = _share_within(entry, start, end)
+            if share:
+                shares.append((kind, start, share))
+            if end >= entry.end:
+                break
+            t = end
+    return shares
+
+
+def accrued_from_totals(totals: Iterable[tuple[str, str, float, float]], now: float) -> dict[str, Accrued]:
+    """Accrued $ per scope from running totals (scope, kind, period start, $): those of `now`'s day and month."""
+    periods = Periods.at(now)
+    today: dict[str, float] = defaultdict(float)
+    month: dict[str, float] = defaultdict(float)
+    for scope, kind, start, usd in totals:
+        if kind == "day" and start == periods.day_start:
+            today[scope] += usd
+        elif kind == "month" and start == periods.month_start:
+            month[scope] += usd
+    return {scope: Accrued(today.get(scope, 0.0), month.get(scope, 0.0)) for scope in set(today) | set(month)}
+
+
 def _share_within(entry: SpendEntry, start: float, end: float) -> float:
     if entry.end <= entry.start:  # an instant charge
         return entry.usd if start <= entry.start < end else 0.0

@@ -30,6 +30,7 @@ from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
 from placement.debt import FlagKind, GpuMinute, Recommendation, Usage, fold_minutes
 from placement.rightsizing import SimilarJobFlag
 from placement.model import Tier
+from placement.spend import Accrued, Periods, SpendEntry, accrued_from_totals, period_shares, scopes_of
 
 
 class JobState(StrEnum):
@@ -115,6 +116,14 @@ CREATE TABLE IF NOT EXISTS spend (
     usd REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_team ON spend(team);
+CREATE INDEX IF NOT EXISTS spend_job ON spend(job_id, end);  -- a job's last accrual, each round
+CREATE TABLE IF NOT EXISTS spend_totals (  -- private + public $ per cap scope and UTC day / month, kept by add_spend
+    scope TEXT NOT NULL,
+    kind TEXT NOT NULL,  -- day | month
+    start REAL NOT NULL,  -- the period's start (epoch seconds)
+    usd REAL NOT NULL,
+    PRIMARY KEY (scope, kind, start)
+);
 CREATE TABLE IF NOT EXISTS blocks (  -- offers kept away from after a failed launch, until `until`
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -300,17 +309,25 @@ class Compaction:
     seconds: float
 
 
+_TOTALS_READY = "spend_totals_ready"  # meta: the running spend totals cover every spend row
+
+
 class Store:
     """A thread-safe SQLite store (one connection, serialised by a lock; WAL lets readers in other processes in)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, durable: bool = True):
+        """`durable=False` (a replay's what-if store): no WAL and no fsync; a crash may lose the file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+        if durable:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+        else:
+            self._db.execute("PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "service" not in columns:  # a store written before services existed
@@ -319,6 +336,12 @@ class Store:
         # This store's identity is part of every launch handle, so that two stores sharing a cluster (a reset
         # database, a second service) never mistake each other's work for their own.
         self.uid: str = self._db.execute("SELECT value FROM meta WHERE key = 'uid'").fetchone()[0]
+        if self.meta(_TOTALS_READY) is None:  # a store from before the running totals: add them up once
+            with self._tx() as db:
+                db.execute("DELETE FROM spend_totals")
+                for row in db.execute("SELECT team, tier, start, end, usd FROM spend").fetchall():
+                    self._add_totals(db, *row)
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (_TOTALS_READY,))
 
     def close(self) -> None:
         with self._lock:
@@ -520,9 +543,31 @@ class Store:
     # --- spend --------------------------------------------------------------------------------------------
 
     def add_spend(self, job_id: str, team: str, tier: str, start: float, end: float, usd: float) -> None:
+        """One accrual, and the running totals of its scopes' UTC days and months, in one transaction."""
         with self._tx() as db:
             db.execute("INSERT INTO spend (job_id, team, tier, start, end, usd) VALUES (?, ?, ?, ?, ?, ?)",
                        (job_id, team, tier, start, end, usd))
+            self._add_totals(db, team, tier, start, end, usd)
+
+    @staticmethod
+    def _add_totals(db: sqlite3.Connection, team: str, tier: str, start: float, end: float, usd: float) -> None:
+        if not tier:
+            return
+        entry = SpendEntry("", team, Tier(tier), start, end, usd)
+        rows = [(scope, kind, period, share) for kind, period, share in period_shares(entry)
+                for scope in scopes_of(team)]
+        db.executemany("INSERT INTO spend_totals (scope, kind, start, usd) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT(scope, kind, start) DO UPDATE SET usd = usd + excluded.usd", rows)
+
+    def accrued(self, now: float) -> dict[str, Accrued]:
+        """Private + public $ accrued per cap scope in `now`'s UTC day and month, from the running totals: a
+        round's cost does not grow with the history."""
+        periods = Periods.at(now)
+        with self._lock:
+            rows = self._db.execute("SELECT scope, kind, start, usd FROM spend_totals WHERE (kind = 'day' AND "
+                                    "start = ?) OR (kind = 'month' AND start = ?)",
+                                    (periods.day_start, periods.month_start)).fetchall()
+        return accrued_from_totals([tuple(r) for r in rows], now)
 
     def spend_until(self, job_id: str) -> float | None:
         """The end of the last accrued spend interval of a job (None before any)."""

@@ -95,6 +95,10 @@ def _without_gc_pauses() -> Iterator[None]:
 
 def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult:
     start = perf_counter()
+    if not snapshot.jobs:  # nothing to place: no offers to group, no model to build (most rounds of a replay)
+        stats = SolveStats(method="empty", status="no pending jobs", build_seconds=0.0, solve_seconds=0.0,
+                           total_seconds=perf_counter() - start, objective=0.0)
+        return RoundResult(Plan((), (), stats), {}, CapacityLedger(snapshot, [], policy))
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
     groups = group_offers(snapshot)
     # Without look-ahead the forecast sees no running work: only what is free now.
