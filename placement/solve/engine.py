@@ -35,7 +35,7 @@ from placement.solve.candidates import (JobClass, SignatureOption, Waiting, buil
                                         job_objective, job_queue_cost)
 from placement.solve.costs import Wait, delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued, why_reserved
-from placement.solve.forecast import Forecast
+from placement.solve.forecast import Forecast, Ratios
 from placement.solve.migrate import migrations
 from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
@@ -95,10 +95,16 @@ def _without_gc_pauses() -> Iterator[None]:
 
 def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult:
     start = perf_counter()
-    if not snapshot.jobs:  # nothing to place: no offers to group, no model to build (most rounds of a replay)
+    if not snapshot.jobs:  # nothing to place: no model to build (most rounds of a replay); only moves back to weigh
+        moves: tuple = ()
+        ledger = CapacityLedger(snapshot, [], policy)
+        if policy.lookahead and any(r.migratable and r.tier is not Tier.ONPREM for r in snapshot.running):
+            groups = group_offers(snapshot)
+            ledger = CapacityLedger(snapshot, groups, policy)
+            moves = migrations(snapshot.running, groups, ledger, Ratios(snapshot.duration_ratios), policy)
         stats = SolveStats(method="empty", status="no pending jobs", build_seconds=0.0, solve_seconds=0.0,
                            total_seconds=perf_counter() - start, objective=0.0)
-        return RoundResult(Plan((), (), stats), {}, CapacityLedger(snapshot, [], policy))
+        return RoundResult(Plan((), (), stats, migrations=moves), {}, ledger)
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
     groups = group_offers(snapshot)
     # Without look-ahead the forecast sees no running work: only what is free now.
