@@ -1,5 +1,8 @@
 """One placement round: `Snapshot + Policy -> Plan`, pure and deterministic.
 
+0. Forecast when on-prem nodes have room from running work's expected ends (forecast), reserve the
+   nodes that free first for the most valuable large waiting job per GPU type (reserve: other work may
+   use them only if it ends first), and price each queued job as waiting until its forecast start.
 1. Group offers, class jobs, price every worthwhile option (candidates).
 2. Solve the class-level integer program under the policy's time limit (formulation, milp).
 3. Realise the class counts job by job through the capacity ledger: the
@@ -14,7 +17,8 @@
 5. Keep the better of that plan and the greedy's, and repack a few on-prem
    nodes at a time exactly in the time left (repack), winning back what
    packing the model's counts onto nodes lost.
-6. Give every queued job its reason.
+6. Move running cloud work back to the on-prem capacity left free when that saves more than its restart
+   (migrate), and give every queued job its reason.
 """
 
 from __future__ import annotations
