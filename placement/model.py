@@ -174,6 +174,7 @@ class Snapshot:
     pool_quotas: tuple[tuple[str, float], ...] = ()  # private pool -> GPU quota
     blocked_offers: frozenset[str] = frozenset()  # offers on cool-down after a failed launch
     duration_ratios: tuple[DurationRatio, ...] = ()  # learned from finished runs (forecast.learn_ratios)
+    reserved: frozenset[str] = frozenset()  # jobs holding a reservation recorded by the last round
 
 
 class ReasonCode(StrEnum):

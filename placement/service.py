@@ -303,7 +303,8 @@ class Engine:
         similar = self._recommendations()
         snapshot = Snapshot(jobs=tuple(self._job(r, now, similar) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked,
-                            duration_ratios=self._duration_ratios())
+                            duration_ratios=self._duration_ratios(),
+                            reserved=frozenset(r.job_id for r in self.store.reservations()))
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})

@@ -8,6 +8,7 @@ its expected hours), and `placement.sim.SimulatedCloud` as the public tier.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,14 @@ def test_the_engine_moves_spot_tolerant_cloud_work_back_when_the_node_frees(tmp_
     assert [grace for _, grace in cloud.terminated] == [engine.policy.downscale.checkpoint_grace_seconds]
     decision = next(d for d in engine.store.decisions(second) if d.payload.get("migrate"))
     assert decision.payload["to"] == ["node-0"] and decision.payload["saves_usd"] > 0
+
+
+def test_a_reservation_stays_with_the_job_that_held_it() -> None:
+    """Two 8-GPU jobs wait for n1; the more valuable gets the reservation, unless the other held it last round."""
+    offers = [node("n1", 2), public("p4d", price=CLOUD_PRICE)]
+    running = [busy("n1", "current", gpus=6, elapsed=0.5, expected=1.0)]
+    jobs = [job("first", gpus=8, hours=10.0, priority="normal"), job("urgent", gpus=8, hours=10.0, priority="high")]
+    fresh = solve(snapshot(jobs, offers, running=running), POLICY)
+    assert [r.job_id for r in fresh.reservations] == ["urgent"]
+    held = solve(dataclasses.replace(snapshot(jobs, offers, running=running), reserved=frozenset({"first"})), POLICY)
+    assert [r.job_id for r in held.reservations] == ["first"]

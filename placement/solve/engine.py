@@ -113,7 +113,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     groups = group_offers(snapshot)
     # Without look-ahead the forecast sees no running work: only what is free now.
     forecast = Forecast(snapshot.offers, snapshot.running if policy.lookahead else (), snapshot.duration_ratios)
-    reservations = plan_reservations(jobs, forecast, groups, policy)
+    reservations = plan_reservations(jobs, forecast, groups, policy, snapshot.reserved)
     if reservations:
         snapshot = with_reservations(snapshot, reservations)
         groups = group_offers(snapshot)

@@ -29,16 +29,19 @@ def is_large(job: Job, forecast: Forecast, policy: Policy) -> bool:
     return start is not None and start.demand.accelerator_count >= start.nodes[0].whole_gpus - 1e-9
 
 
-def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Group],
-                      policy: Policy) -> tuple[Reservation, ...]:
-    """Reservations for the round: the most valuable large waiting job per GPU type whose wait pays."""
+def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Group], policy: Policy,
+                      reserved: frozenset[str] = frozenset()) -> tuple[Reservation, ...]:
+    """Reservations for the round: per GPU type, the large waiting job whose wait pays that held one last
+    round (`reserved`), else the most valuable such job."""
     if not forecast:
         return ()
     waiting = Waiting(forecast, policy)
     by_gpu, _ = index_groups(groups)
     candidates = [j for j in jobs if Tier.ONPREM in j.tiers and any(d.accelerator for d in j.demands)
                   and (j.num_nodes > 1 or max(d.accelerator_count for d in j.demands) >= 1)]
-    candidates.sort(key=lambda j: (-delay_rate(j, policy), -j.waited_hours, j.id))  # most valuable: $/h of delay
+    # A job that held a reservation last round keeps it while it still waits (as EASY backfill's queue head
+    # does), so a reservation does not hop between jobs and nodes; then the most valuable: $/h of delay.
+    candidates.sort(key=lambda j: (j.id not in reserved, -delay_rate(j, policy), -j.waited_hours, j.id))
     reservations: list[Reservation] = []
     taken: set[str] = set()
     gpus_reserved: set[str | None] = set()
