@@ -310,6 +310,9 @@ class Engine:
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
         if result.plan.migrations:
             self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
+        notes = _burst_notes(result)
+        if notes:
+            self.store.add_events(notes, now)
         self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
         self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
                                                        now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)
@@ -669,6 +672,24 @@ def desired_replicas(service: ServiceRecord) -> int:
     if service.target_qps is None or service.load_qps is None:
         return service.min_replicas
     return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
+
+
+def _burst_notes(result: RoundResult) -> list[tuple[str, str, str]]:
+    """Why each job placed off-prem did not wait for the on-prem capacity the forecast saw coming, with the
+    numbers, for `explain`'s history (a queued job's reason carries them while it waits)."""
+    notes = []
+    queue_costs = result.queue_costs
+    for placement in result.plan.placements:
+        wait = result.waits.get(placement.job_id)
+        if placement.tier is Tier.ONPREM or wait is None:
+            continue
+        why = (f"waiting would have cost ${queue_costs[placement.job_id] - placement.objective:,.2f} more"
+               if wait.within_max_wait else "the forecast start is past its max_wait")
+        notes.append((placement.job_id, "burst",
+                      f"on-prem {wait.gpu or 'CPU'} ({', '.join(wait.nodes)}) was expected free in "
+                      f"{wait.hours * 60:.0f} min (${wait.delay:,.2f} of delay, then ${wait.eventual:,.2f} "
+                      f"on-prem); {placement.tier.value} {placement.target} now: {why}"))
+    return notes
 
 
 def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> dict[str, Any]:

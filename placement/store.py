@@ -467,6 +467,12 @@ class Store:
             db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                        (job_id, now, event, detail))
 
+    def add_events(self, events: Iterable[tuple[str, str, str]], now: float) -> None:
+        """Log (job id, kind, detail) events in one transaction."""
+        with self._tx() as db:
+            db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           [(job_id, now, kind, detail) for job_id, kind, detail in events])
+
     def events(self, job_id: str) -> list[tuple[float, str, str]]:
         with self._lock:
             return [(r["at"], r["kind"], r["detail"]) for r in self._db.execute(

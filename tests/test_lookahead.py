@@ -320,6 +320,8 @@ def test_the_engine_moves_spot_tolerant_cloud_work_back_when_the_node_frees(tmp_
     engine.round()
     engine.round()
     assert engine.store.job(second).tier == "public" and engine.store.job(second).state is JobState.RUNNING
+    burst = [detail for _, kind, detail in engine.store.events(second) if kind == "burst"]
+    assert len(burst) == 1 and "expected free in 180 min" in burst[0] and "past its max_wait" in burst[0]
     clock.now += 3 * 3600 + 60
     engine.round()  # first ends; the node is free: the 17 h left of `later` move there
     record = engine.store.job(second)
