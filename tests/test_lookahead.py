@@ -340,3 +340,21 @@ def test_a_reservation_stays_with_the_job_that_held_it() -> None:
     assert [r.job_id for r in fresh.reservations] == ["urgent"]
     held = solve(dataclasses.replace(snapshot(jobs, offers, running=running), reserved=frozenset({"first"})), POLICY)
     assert [r.job_id for r in held.reservations] == ["first"]
+
+
+def test_the_engine_learns_from_finished_runs_how_long_a_teams_jobs_really_take(tmp_path: Path) -> None:
+    clock = Clock()
+    nodes = TimedNodesDouble(clock, ratio=0.5)  # every run takes half its estimate
+    config = ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, telemetry_interval_s=None,
+                           catalogs=(str(SHIPPED_CATALOG_DIR),))
+    engine = Engine(config, {Tier.ONPREM: nodes}, clock=clock)
+    train = spec("train", 2.0)
+    train["placement"]["tiers"] = ["onprem"]
+    engine.submit([{"source": f"t{i}.yaml#1", "data": train} for i in range(3)])
+    for _ in range(4 * 12):  # four hours in five-minute rounds: the three runs go one after another
+        engine.round()
+        clock.now += 300
+    engine.round()
+    assert [r.state for r in engine.store.jobs()] == [JobState.SUCCEEDED] * 3
+    learned = {(r.team, r.name): r.ratio for r in engine.last_snapshot.duration_ratios}
+    assert learned[("ml", "train")] == pytest.approx(0.5, abs=300 / 3600 / 2.0 + 1e-9)  # within a round's step
