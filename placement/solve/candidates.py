@@ -220,11 +220,13 @@ class Waiting:
         self._prices: dict[tuple, tuple[float, float]] = {}
         self._starts: dict[str, Start | None] = {}
 
-    def of(self, job: Job, hours: float | None = None) -> Wait | None:
+    def of(self, job: Job, hours: float | None = None, options: list[SignatureOption] | None = None
+           ) -> Wait | None:
         """The job's wait for its forecast on-prem start; None where the forecast has nothing to say.
 
-        A job with room on-prem now is priced as waiting for the next room running work gives back (if it
-        loses what is free now to other work this round), when that comes before `expected_wait_hours`.
+        The first call for a job gives its options this round (later calls reuse the answer). A job with
+        room on-prem now (an on-prem option) is priced as waiting for the next room running work gives back
+        (if it loses what is free now to other work this round), when that comes before `expected_wait_hours`.
         """
         if self.forecast is None:
             return None
@@ -232,8 +234,9 @@ class Waiting:
         if job.id in self._starts:
             start = self._starts[job.id]
         else:
-            start = self.forecast.start(job, self.policy)
-            if start is not None and start.hours <= 1e-9:
+            fits_now = any(o.group.tier is Tier.ONPREM for o in options or ())
+            start = None if fits_now else self.forecast.start(job, self.policy)
+            if fits_now or (start is not None and start.hours <= 1e-9):
                 start = self.forecast.start(job, self.policy, releases_only=True)
                 if start is not None and start.hours >= self.policy.expected_wait_hours:
                     start = None
@@ -241,7 +244,8 @@ class Waiting:
         if start is None:
             return None
         node = start.nodes[0]
-        key = (node.id, start.demand, job.num_nodes, job.priority)
+        key = (node.price_per_hour, node.whole, node.gpu_count, node.gco2_per_kwh, node.gpu_watts, node.host_watts,
+               start.demand, job.num_nodes, job.priority)  # what option_cost reads: identical nodes price alike
         price = self._prices.get(key)
         if price is None:
             startup = startup_cost(job, start.demand, node.tier, self.policy)
@@ -295,10 +299,10 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy, ag
         job_options[job.id] = options
         if not options:
             continue
+        wait = waiting.of(job, options=options)
         overdue = job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours
         if aggregate:
             bucket = round(math.log(job.expected_hours) / math.log(HOURS_BUCKET_RATIO))
-            wait = waiting.of(job)
             may_wait = None if wait is None else wait.within_max_wait
             backfills = tuple(job.expected_hours <= h + 1e-9 for h in horizons)
             key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, job.budget_usd, may_wait,

@@ -33,9 +33,9 @@ import dataclasses
 from dataclasses import dataclass
 from time import perf_counter
 
-from placement.model import Job, Offer, Placement, Plan, Snapshot, SolveStats, Tier
+from placement.model import Job, Offer, Placement, Plan, Reservation, Snapshot, SolveStats, Tier
 from placement.solve import milp
-from placement.solve.candidates import (JobClass, SignatureOption, Waiting, build_classes, group_offers,
+from placement.solve.candidates import (Group, JobClass, SignatureOption, Waiting, build_classes, group_offers,
                                         job_objective, job_queue_cost)
 from placement.solve.costs import Wait, delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued, why_reserved
@@ -110,14 +110,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
                            total_seconds=perf_counter() - start, objective=0.0)
         return RoundResult(Plan((), (), stats, migrations=moves), {}, ledger)
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
-    groups = group_offers(snapshot)
-    # Without look-ahead the forecast sees no running work: only what is free now.
-    forecast = Forecast(snapshot.offers, snapshot.running if policy.lookahead else (), snapshot.duration_ratios)
-    reservations = plan_reservations(jobs, forecast, groups, policy, snapshot.reserved)
-    if reservations:
-        snapshot = with_reservations(snapshot, reservations)
-        groups = group_offers(snapshot)
-        forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios, holds(reservations))
+    snapshot, groups, forecast, reservations = look_ahead(snapshot, jobs, policy)
     waiting = Waiting(forecast, policy)
     classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate, waiting=waiting)
     ledger = CapacityLedger(snapshot, groups, policy)
@@ -187,6 +180,20 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
                        num_variables=num_vars, lower_bound=bound)
     plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves)
     return RoundResult(plan, job_options, ledger, waits)
+
+
+def look_ahead(snapshot: Snapshot, jobs: tuple[Job, ...], policy: Policy
+               ) -> tuple[Snapshot, list[Group], Forecast, tuple[Reservation, ...]]:
+    """The forecast and the round's reservations, and the snapshot and offer groups with the reserved nodes
+    marked (without look-ahead the forecast sees no running work: only what is free now)."""
+    groups = group_offers(snapshot)
+    forecast = Forecast(snapshot.offers, snapshot.running if policy.lookahead else (), snapshot.duration_ratios)
+    reservations = plan_reservations(jobs, forecast, groups, policy, snapshot.reserved)
+    if reservations:
+        snapshot = with_reservations(snapshot, reservations)
+        groups = group_offers(snapshot)
+        forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios, holds(reservations))
+    return snapshot, groups, forecast, reservations
 
 
 def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[float] | None, str, float | None]:

@@ -162,9 +162,23 @@ class Forecast:
             kind = (offer.gpu, whole.gpu_count, whole.vcpus, whole.memory_gb, offer.gpu_memory_gb,
                     offer.price_per_hour, offer.labels, offer.region)
             self.nodes.append(_Node(offer, whole, kind, times, free, released))
-        self.kinds: dict[tuple, list[int]] = defaultdict(list)  # identical nodes: one fits() check for all
+        # Identical nodes share a kind: one fits() check for all. A single-node job is only ever forecast on
+        # nodes running work gives capacity back on (`busy_kinds`): an idle node that has no room for it now
+        # never will, and one that has room now is a placement the round already sees.
+        self.kinds: dict[tuple, list[int]] = defaultdict(list)
+        self.busy_kinds: dict[tuple, list[int]] = defaultdict(list)
+        self.largest: dict[str | None, float] = defaultdict(float)  # most GPUs of one node, per GPU type
         for index, node in enumerate(self.nodes):
             self.kinds[node.kind].append(index)
+            if len(node.times) > 1:
+                self.busy_kinds[node.kind].append(index)
+            self.largest[node.offer.gpu] = max(self.largest[node.offer.gpu], node.whole.gpu_count)
+        self._by_gpu: dict[tuple[bool, str | None], list[list[int]]] = defaultdict(list)  # by a demand's GPU
+        for gang, kinds in ((True, self.kinds), (False, self.busy_kinds)):
+            for kind, indices in kinds.items():
+                self._by_gpu[(gang, kind[0])].append(indices)
+                if kind[0] is not None:
+                    self._by_gpu[(gang, None)].append(indices)  # a CPU-only job may use a GPU node's CPUs
         # Per job shape: (the kind's earliest start for num_nodes nodes, demand, the kind's (time, node) list),
         # earliest first; and the answer when no reservation holds a node.
         self._entries: dict[tuple, list[tuple[float, int, Demand, list[tuple[float, int]]]]] = {}
@@ -182,17 +196,21 @@ class Forecast:
             return cached
         entries = []
         for position, demand in enumerate(job.demands):
-            need = (demand.accelerator_count, demand.cpus, demand.memory_gb)
-            for indices in self.kinds.values():
+            g, c, m = demand.accelerator_count - 1e-9, demand.cpus - 1e-9, demand.memory_gb - 1e-9
+            for indices in self._by_gpu.get((job.num_nodes > 1, demand.accelerator), ()):
                 if len(indices) < job.num_nodes or not fits(job, demand, self.nodes[indices[0]].whole, policy):
                     continue
                 times = []
                 for index in indices:
                     node = self.nodes[index]
                     profile = node.released if releases_only else node.free
-                    at = next((t for t, have in zip(node.times, profile) if _room(have, need)), None)
-                    if at is not None:
-                        times.append((at, index))
+                    most = profile[-1]  # free capacity only grows: no room at the end, none ever
+                    if most[0] < g or most[1] < c or most[2] < m:
+                        continue
+                    for at, (hg, hc, hm) in zip(node.times, profile):
+                        if hg >= g and hc >= c and hm >= m:
+                            times.append((at, index))
+                            break
                 if len(times) >= job.num_nodes:
                     times.sort()
                     entries.append((times[job.num_nodes - 1][0], position, demand, times))
@@ -201,7 +219,9 @@ class Forecast:
         return entries
 
     def start(self, job: Job, policy: Policy, *, releases_only: bool = False) -> Start | None:
-        """The earliest forecast on-prem start of `job` (None: no on-prem node ever has room for it).
+        """The earliest forecast on-prem start of `job` on nodes running work gives capacity back on (for a
+        gang, with idle nodes that have room now); None: none of them ever has room for it. Whether an idle
+        node has room now is for the round's options to say.
 
         `releases_only` counts only what running work gives back, as if what is free now were taken by
         others this round: when the job would next have room if it lost the capacity free now.
@@ -237,6 +257,3 @@ class Forecast:
         picked = adjusted[:job.num_nodes]
         return (picked[-1][0], [i for _, i in picked]) if len(picked) == job.num_nodes else None
 
-
-def _room(have: tuple[float, float, float], need: tuple[float, float, float]) -> bool:
-    return all(h >= n - 1e-9 for h, n in zip(have, need))

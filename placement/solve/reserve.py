@@ -21,12 +21,11 @@ from policies.model import Policy
 CANDIDATES = 32  # most valuable large jobs examined per round: enough for one per GPU type, and cheap
 
 
-def is_large(job: Job, forecast: Forecast, policy: Policy) -> bool:
-    """Several nodes, or every GPU of the node it would start on."""
-    if job.num_nodes > 1:
-        return True
-    start = forecast.start(job, policy)
-    return start is not None and start.demand.accelerator_count >= start.nodes[0].whole_gpus - 1e-9
+def is_large(job: Job, forecast: Forecast) -> bool:
+    """Several nodes, or every GPU of the largest on-prem node of a GPU type it asks for."""
+    return job.num_nodes > 1 or any(
+        d.accelerator is not None and 0 < forecast.largest.get(d.accelerator, 0.0) <= d.accelerator_count + 1e-9
+        for d in job.demands)
 
 
 def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Group], policy: Policy,
@@ -36,9 +35,8 @@ def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Gr
     if not forecast:
         return ()
     waiting = Waiting(forecast, policy)
-    by_gpu, _ = index_groups(groups)
-    candidates = [j for j in jobs if Tier.ONPREM in j.tiers and any(d.accelerator for d in j.demands)
-                  and (j.num_nodes > 1 or max(d.accelerator_count for d in j.demands) >= 1)]
+    by_gpu, onprem = index_groups(groups)
+    candidates = [j for j in jobs if Tier.ONPREM in j.tiers and is_large(j, forecast)]
     # A job that held a reservation last round keeps it while it still waits (as EASY backfill's queue head
     # does), so a reservation does not hop between jobs and nodes; then the most valuable: $/h of delay.
     candidates.sort(key=lambda j: (j.id not in reserved, -delay_rate(j, policy), -j.waited_hours, j.id))
@@ -49,16 +47,17 @@ def plan_reservations(jobs: tuple[Job, ...], forecast: Forecast, groups: list[Gr
     for job in candidates:
         if examined >= CANDIDATES:
             break
-        if not is_large(job, forecast, policy):
-            continue
         examined += 1
+        options = signature_options(job, by_gpu, onprem, policy)
+        if any(o.group.tier is Tier.ONPREM for o in options):
+            continue  # it has room now
         start = forecast.start(job, policy)
-        wait = waiting.of(job)
+        wait = waiting.of(job, options=options)
         if start is None or start.hours <= 1e-9 or wait is None or not wait.within_max_wait:
             continue
         if start.nodes[0].gpu in gpus_reserved or taken & set(start.node_names):
             continue
-        others = [o for o in signature_options(job, by_gpu, [], policy) if o.group.tier is not Tier.ONPREM]
+        others = [o for o in options if o.group.tier is not Tier.ONPREM]
         best_other = min((job_objective(job, o, policy) for o in others), default=float("inf"))
         premium = best_other - wait.cost
         if premium <= 0:
