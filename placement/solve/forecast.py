@@ -24,6 +24,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from placement.model import Demand, DurationRatio, Job, Offer, Running, Sharing, Tier
 from policies.model import Policy
 
@@ -173,22 +175,41 @@ class Forecast:
             if len(node.times) > 1:
                 self.busy_kinds[node.kind].append(index)
             self.largest[node.offer.gpu] = max(self.largest[node.offer.gpu], node.whole.gpu_count)
-        self._by_gpu: dict[tuple[bool, str | None], list[list[int]]] = defaultdict(list)  # by a demand's GPU
+        # By a demand's GPU type, for gangs (all nodes) or single nodes (busy ones): each kind's node indices
+        # with its step times and free (GPUs, CPUs, memory), as (nodes x steps) arrays padded with each node's
+        # last step (free capacity only grows, so padding never finds room earlier), for what is free and for
+        # what running work gives back.
+        self._by_gpu: dict[tuple[bool, str | None], list[tuple]] = defaultdict(list)
         for gang, kinds in ((True, self.kinds), (False, self.busy_kinds)):
             for kind, indices in kinds.items():
-                self._by_gpu[(gang, kind[0])].append(indices)
+                arrays = (indices, *self._arrays(indices))
+                self._by_gpu[(gang, kind[0])].append(arrays)
                 if kind[0] is not None:
-                    self._by_gpu[(gang, None)].append(indices)  # a CPU-only job may use a GPU node's CPUs
+                    self._by_gpu[(gang, None)].append(arrays)  # a CPU-only job may use a GPU node's CPUs
         # Per job shape: (the kind's earliest start for num_nodes nodes, demand, the kind's (time, node) list),
         # earliest first; and the answer when no reservation holds a node.
-        self._entries: dict[tuple, list[tuple[float, int, Demand, list[tuple[float, int]]]]] = {}
+        self._entries: dict[tuple, list[tuple[float, int, Demand, tuple[np.ndarray, np.ndarray]]]] = {}
         self._free_answers: dict[tuple, Start | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
 
+    def _arrays(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        steps = max(len(self.nodes[i].times) for i in indices)
+        times = np.full((len(indices), steps), np.inf)
+        free = np.zeros((3, len(indices), steps))
+        released = np.zeros((3, len(indices), steps))
+        for row, index in enumerate(indices):
+            node = self.nodes[index]
+            times[row, :len(node.times)] = node.times
+            for target, profile in ((free, node.free), (released, node.released)):
+                values = np.array(profile).T
+                target[:, row, :values.shape[1]] = values
+                target[:, row, values.shape[1]:] = values[:, -1:]
+        return np.array(indices), times, free, released
+
     def _fit_times(self, job: Job, policy: Policy, releases_only: bool, key: tuple
-                   ) -> list[tuple[float, int, Demand, list[tuple[float, int]]]]:
+                   ) -> list[tuple[float, int, Demand, tuple[np.ndarray, np.ndarray]]]:
         from placement.solve.candidates import fits  # candidates imports this module
 
         cached = self._entries.get(key)
@@ -196,25 +217,20 @@ class Forecast:
             return cached
         entries = []
         for position, demand in enumerate(job.demands):
-            g, c, m = demand.accelerator_count - 1e-9, demand.cpus - 1e-9, demand.memory_gb - 1e-9
-            for indices in self._by_gpu.get((job.num_nodes > 1, demand.accelerator), ()):
+            need = np.array([demand.accelerator_count, demand.cpus, demand.memory_gb])[:, None, None] - 1e-9
+            for indices, nodes, times, free, released in self._by_gpu.get((job.num_nodes > 1, demand.accelerator),
+                                                                          ()):
                 if len(indices) < job.num_nodes or not fits(job, demand, self.nodes[indices[0]].whole, policy):
                     continue
-                times = []
-                for index in indices:
-                    node = self.nodes[index]
-                    profile = node.released if releases_only else node.free
-                    most = profile[-1]  # free capacity only grows: no room at the end, none ever
-                    if most[0] < g or most[1] < c or most[2] < m:
-                        continue
-                    for at, (hg, hc, hm) in zip(node.times, profile):
-                        if hg >= g and hc >= c and hm >= m:
-                            times.append((at, index))
-                            break
-                if len(times) >= job.num_nodes:
-                    times.sort()
-                    entries.append((times[job.num_nodes - 1][0], position, demand, times))
-        entries.sort(key=lambda e: (e[0], e[1], e[3][0][1]))
+                room = ((released if releases_only else free) >= need).all(axis=0)  # nodes x steps
+                ok = room[:, -1]
+                if ok.sum() < job.num_nodes:
+                    continue
+                at = times[np.arange(len(nodes)), room.argmax(axis=1)][ok]
+                order = np.lexsort((nodes[ok], at))
+                at, which = at[order], nodes[ok][order]
+                entries.append((float(at[job.num_nodes - 1]), position, demand, (at, which)))
+        entries.sort(key=lambda e: (e[0], e[1], int(e[3][1][0])))
         self._entries[key] = entries
         return entries
 
@@ -240,13 +256,14 @@ class Forecast:
             self._free_answers[key] = best
         return best
 
-    def _earliest_nodes(self, job: Job, times: list[tuple[float, int]]) -> tuple[float, list[int]] | None:
-        """The `num_nodes` nodes of one kind that free first, reservations of other jobs respected."""
+    def _earliest_nodes(self, job: Job, times: tuple[np.ndarray, np.ndarray]) -> tuple[float, list[int]] | None:
+        """The `num_nodes` nodes of one kind that free first (`times`: when each has room, earliest first, and
+        which node), reservations of other jobs respected."""
+        at, which = times
         if not self.holds:
-            picked = times[:job.num_nodes]
-            return picked[-1][0], [i for _, i in picked]
+            return float(at[job.num_nodes - 1]), [int(i) for i in which[:job.num_nodes]]
         adjusted: list[tuple[float, int]] = []
-        for at, index in times:
+        for at, index in zip(at.tolist(), which.tolist()):
             if len(adjusted) >= job.num_nodes and sorted(adjusted)[job.num_nodes - 1][0] <= at:
                 break  # the nodes still to come free no earlier than those already picked
             hold = self.holds.get(self.nodes[index].offer.name)
