@@ -28,10 +28,11 @@ from clouds.base import LaunchError, LaunchRequest, Observation, WorkStatus
 from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
 from clouds.inventory import Inventory, amortised_price_per_hour
 from clouds.telemetry import HANDLE_ENV
-from placement.model import Offer, Sharing, Tier
+from placement.model import Offer, Placement, Sharing, Tier
 
 NODE_LABEL = "placement.node"
 NODE_ID_LABEL = gang.NODE_ID_LABEL  # Ray's own label of a node's id
+JOB_NAME = "job_name"  # the metadata key the Ray dashboard's Jobs tab shows in its Name column
 GANG_NODES = "gang_node_ids"  # job metadata of a multi-node job: the Ray node ids it holds
 _GIB = 1024 ** 3
 
@@ -129,7 +130,8 @@ class RayNodesProvider:
         env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
                     HANDLE_ENV: request.handle})  # attributes the job's Ray tasks and actors too
         memory = int(placement.memory_gb_per_node * _GIB)
-        metadata = {**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt)}
+        metadata = {**request.metadata, "job_id": request.job_id, "attempt": str(request.attempt),
+                    JOB_NAME: spec.get("name") or request.job_id, "placed_because": placed_because(placement)}
         if len(node_ids) == 1:  # the entrypoint's own resources hold the node
             command, held = entrypoint(spec), {
                 "entrypoint_num_gpus": placement.gpus_per_node or None,
@@ -194,3 +196,12 @@ def script(spec: dict[str, Any]) -> str:
 
 def entrypoint(spec: dict[str, Any]) -> str:
     return "bash -c " + shlex.quote(script(spec))
+
+
+def placed_because(placement: Placement) -> str:
+    """Why the job is on this node, for the Jobs tab: the round's plan (least total policy cost) put it there."""
+    gpus = f"{placement.gpus_per_node:g} {placement.gpu} GPU(s)" if placement.gpu and placement.gpus_per_node \
+        else "no GPU"
+    return (f"the round's plan (least total policy cost) put it here: {gpus} on {placement.target}, "
+            f"${placement.rate_per_hour:.2f}/h, ~${placement.expected_cost:.2f} expected, policy cost "
+            f"{placement.objective:.2f}")

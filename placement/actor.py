@@ -17,11 +17,15 @@ from typing import Any
 
 import ray
 
+from placement.metrics import over_max_wait
 from placement.service import Engine, RoundReport, ServiceConfig
+from placement.web.history import History, RoundPoint, SpendPoint
+from placement.web.server import StatusPageServer
 
 SERVICE_NAME = "placement-service"
 NAMESPACE = "placement"
 DEBT_WINDOW_S, DEBT_WINDOW = 3600.0, "1h"  # the dashboard's debt, energy and carbon are over the last hour
+PAGE_DEBT_WINDOW_S = 86400.0  # the status page's debt is over the last day
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +52,8 @@ class PlacementService:
         # Debt figures are exported after a round at most this often: new samples arrive no faster.
         self._debt_every_s = config.telemetry_interval_s or config.round_interval_s or 60.0
         self._debt_exported_at = -float("inf")
+        self._history = History(time.time())
+        self._page = _status_page(config, self._engine, self._history)
         self._wake = threading.Event()
         if config.round_interval_s:
             threading.Thread(target=self._loop, args=(config.round_interval_s,), daemon=True,
@@ -66,6 +72,10 @@ class PlacementService:
         with self._lock:
             report = self._engine.round()
         self._record(report)
+        try:
+            self._observe(report)
+        except Exception:  # what operators see never stops placement
+            log.exception("recording the spend, queue and telemetry metrics failed")
         if self._telemetry is not None:
             try:
                 self._telemetry.collect(report.at)
@@ -84,9 +94,27 @@ class PlacementService:
         self._metrics.record_round(
             round_seconds=report.seconds, solve_seconds=report.plan.stats.total_seconds,
             pending_by_reason=report.pending_by_reason, placements_by_tier=report.placed_by_tier,
-            gpus_by_tier_team=report.gpus_by_tier_team, spend_rate_by_scope=report.spend_rate_by_scope,
+            gpus_by_tier_team=report.gpus_by_tier_team,
+            # a capped scope with nothing running spends 0 (a series, so its ratio to the cap can be taken)
+            spend_rate_by_scope={**dict.fromkeys(report.limit_by_scope, 0.0), **report.spend_rate_by_scope},
             cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
             downscaled_by_action_team=dict(downscaled))
+
+    def _observe(self, report: RoundReport) -> None:
+        """What alerts and the status page need beyond the round's own figures."""
+        self._metrics.record_spend(self._engine.spend())
+        snapshot = self._engine.last_snapshot
+        self._metrics.record_queue(over_max_wait(snapshot.jobs if snapshot is not None else ()))
+        self._metrics.record_telemetry_agents({status.node: at for status, at in self._engine.store.agent_statuses()})
+        stats = report.plan.stats
+        self._history.add_round(
+            RoundPoint(report.at, report.seconds, stats.total_seconds, stats.method, len(report.plan.placements),
+                       len(report.plan.queued)),
+            SpendPoint(report.at, dict(report.spend_rate_by_scope), dict(report.limit_by_scope)))
+
+    def status_page(self) -> dict[str, str] | None:
+        """The status page's address and the link that logs a browser in; None if the service serves none."""
+        return {"url": self._page.url, "link": self._page.link()} if self._page is not None else None
 
     def _export_debt(self) -> None:
         teams = self._engine.team_debt(DEBT_WINDOW_S)
@@ -124,6 +152,11 @@ class PlacementService:
 
     def logs(self, job_id: str) -> str:
         return self._engine.logs(job_id)
+
+    def file_roots(self) -> list[str]:
+        """The service host's directories jobs may upload from (the policy's files.allowed_roots), so that the
+        CLI can name the file and line of a source the service would refuse."""
+        return list(self._engine.policy.files.allowed_roots)
 
     def pid(self) -> int:
         import os
@@ -195,6 +228,29 @@ class TelemetryFeed:
                 log.warning("telemetry of %s dropped %d readings: rounds come slower than its buffer", name,
                             batch.dropped)
             self._store.set_agent_status(agent_status, now)
+
+
+def _status_page(config: ServiceConfig, engine: Engine, history: History) -> StatusPageServer | None:
+    """Serve the status page from the engine's answers (None: `status_port` is None, or it cannot start)."""
+    from pathlib import Path
+
+    from placement.web.auth import PageAuth, cluster_token, own_token
+    from placement.web.page import PageData, render
+
+    if config.status_port is None:
+        return None
+
+    def page() -> str:
+        return render(PageData(now=engine.clock(), jobs=engine.status(), spend=engine.spend(),
+                               debt=engine.debt(since_s=PAGE_DEBT_WINDOW_S, series=True), rounds=history.rounds(),
+                               spend_history=history.spend(), history_since=history.started_at))
+
+    try:
+        token = cluster_token() or own_token(Path(config.store_path).with_suffix(".status-token"))
+        return StatusPageServer(page, PageAuth(token), config.status_port)
+    except OSError:
+        log.exception("the status page could not start; the service runs without it")
+        return None
 
 
 def dashboard_http(url: str | None) -> str | None:

@@ -1,21 +1,30 @@
 """The `placement` command line: validate specs, list offers, print the spec schema, plan what-ifs.
 
-Every command turns configuration problems into the file:line messages of
-`placement.yamlio` and exits 1; nothing the user typed ends in a traceback.
+Every command answers a failure with one line (or the file:line lines of
+`placement.yamlio`) on stderr and a non-zero exit status, never a traceback:
+1 for what the user gave or the service refused, 3 for a service or cluster that
+cannot be reached, 130 when interrupted. PLACEMENT_DEBUG=1 shows tracebacks of
+unexpected errors.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from placement.errors import ServiceError, ServiceUnavailable
 from placement.model import Job, Tier
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,24 +43,59 @@ CatalogOpt = Annotated[Optional[list[Path]], typer.Option("--catalog", help="Sky
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(1)
+UNAVAILABLE_EXIT = 3
 
 
-def _guarded(fn):
-    """Run a command body, turning configuration and input errors into messages and exit status 1."""
+def _error(message: str) -> None:
+    """`error: <message>` on stderr, the message as plain text (brackets in it are not markup)."""
+    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    _error(message)
+    raise typer.Exit(code)
+
+
+R = TypeVar("R")
+
+
+def _guarded(fn: Callable[[], R]) -> R:
+    """Run a command body; every failure becomes its error line(s) and an exit status."""
     from placement.yamlio import ConfigError
 
     try:
         return fn()
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise
     except ConfigError as exc:
         for error in exc.errors:
-            err.print(f"[red]error:[/red] {error}", soft_wrap=True, markup=False)
+            _error(str(error))
         err.print(f"{len(exc.errors)} error(s); nothing was accepted.")
         raise typer.Exit(1) from None
-    except (FileNotFoundError, ValueError) as exc:
+    except ServiceUnavailable as exc:
+        _fail(str(exc), UNAVAILABLE_EXIT)
+    except ServiceError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except sqlite3.Error as exc:
+        _fail(f"the store: {exc}")
+    except (OSError, ValueError) as exc:
+        _fail(str(exc) or type(exc).__name__)
+    except Exception as exc:
+        if os.environ.get("PLACEMENT_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[:1]
+        _fail(f"unexpected {type(exc).__name__}{': ' + first[0] if first else ''} (PLACEMENT_DEBUG=1 shows "
+              "the traceback)")
+
+
+def _handled(command: Callable[..., R]) -> Callable[..., R]:
+    """A command whose failures `_guarded` answers (for commands without a `_guarded` body)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs) -> R:
+        return _guarded(lambda: command(*args, **kwargs))
+    return run
 
 
 def _tier_list(tiers: list[str] | None) -> list[Tier] | None:
@@ -63,13 +107,20 @@ def _tier_list(tiers: list[str] | None) -> list[Tier] | None:
         raise ValueError(f"unknown tier in {tiers}; valid: {', '.join(t.value for t in Tier)}") from None
 
 
+PolicyOpt = Annotated[str, typer.Option(help="Built-in policy name or a policy file.")]
+
+
 @app.command()
-def validate(files: Files) -> None:
-    """Check job specs: a one-line summary per job, or every error with its file and line."""
+def validate(files: Files, policy: PolicyOpt = "balanced") -> None:
+    """Check job specs as the service would take them under this policy (its priority classes, the files of
+    the host it lets jobs upload): a one-line summary per job, or every error with its file and line."""
     from placement.spec import load_specs, to_jobs
+    from policies import load_policy
 
     def body() -> None:
-        loaded = load_specs(files)
+        chosen = load_policy(policy)
+        loaded = load_specs(files, priority_classes=list(chosen.priorities),
+                            allowed_roots=chosen.files.allowed_roots)
         jobs = iter(to_jobs(loaded))
         for spec in loaded:
             for job in [next(jobs) for _ in to_jobs([spec])]:
@@ -78,13 +129,17 @@ def validate(files: Files) -> None:
 
 
 def _summarise(job: Job, file: str) -> None:
+    from rich.markup import escape
+
     shape = " or ".join(f"{d.accelerator}:{d.accelerator_count:g}" if d.accelerator else "CPU" for d in job.demands)
     nodes = f" x{job.num_nodes} nodes" if job.num_nodes > 1 else ""
+    tiers = "/".join(sorted(t.value for t in job.tiers))
     out.print(f"[green]ok[/green] {job.id}: {shape}{nodes}, team {job.team}, {job.priority}, "
-              f"~{job.expected_hours:g} h, tiers {'/'.join(sorted(t.value for t in job.tiers))} [dim]({file})[/dim]")
+              f"~{job.expected_hours:g} h, tiers {tiers} [dim]({escape(file)})[/dim]")
 
 
 @app.command()
+@_handled
 def schema() -> None:
     """Print the JSON Schema of a job spec (for editors' YAML language servers)."""
     from placement.spec import spec_json_schema
@@ -137,6 +192,65 @@ def offers(
     _guarded(body)
 
 
+@app.command("estimate")
+def estimate_command(
+    files: Files,
+    policy: Annotated[str, typer.Option(help="Built-in policy name or policy file: its memory margin applies.")]
+    = "balanced",
+    inventory: InventoryOpt = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The GPU memory each job needs, term by term, and the GPUs it fits with the policy's margin."""
+    from clouds.offers import collect_offers
+    from placement.memory_estimate import estimate
+    from placement.memory_report import as_json as report_json, breakdown, gpu_fits
+    from placement.spec import load_specs, to_job
+    from policies import load_policy
+
+    def body() -> None:
+        margin = load_policy(policy).memory.margin
+        loaded = load_specs(files)
+        offer_list = collect_offers(inventory, catalog).offers
+        answers = []
+        for spec in loaded:
+            job, hint = to_job(spec, spec.spec.name or Path(spec.file).stem), spec.spec.placement.gpu_memory
+            facts = hint.model_facts() if hint is not None else None
+            if job.gpu_memory_gb is None:
+                answers.append({"job": job.id, "needed_gb": None})
+                if not as_json:
+                    out.print(f"{job.id}: no gpu_memory hint (give the model's facts, or per_gpu_gb) "
+                              f"[dim]({spec.file})[/dim]")
+                continue
+            figures = estimate(facts) if facts is not None else None
+            needed = job.gpu_memory_needed(margin)
+            fits = gpu_fits(offer_list, needed, job)
+            answers.append(report_json(job, figures, margin, needed, fits))
+            if as_json:
+                continue
+            table = Table(title=f"{job.id} [dim]({spec.file})[/dim]")
+            table.add_column("GPU memory per GPU")
+            table.add_column("GB", justify="right")
+            if figures is not None:
+                for name, value in breakdown(figures):
+                    table.add_row(name, f"{value:.2f}")
+                table.add_row("estimate (the larger phase, + reserve, + context)", f"{figures.total_gb:.2f}")
+                table.add_row(f"with the policy's {margin:.0%} margin", f"{needed:g}")
+            else:
+                table.add_row("given outright (per_gpu_gb), no margin", f"{needed:g}")
+            out.print(table)
+            for assumption in figures.assumptions if figures is not None else ():
+                out.print(f"  assumed: {assumption}")
+            fitting = [f"{f.gpu} ({f.memory_gb:g} GB){' *' if f.asked else ''}" for f in fits if f.fits]
+            out.print(f"  fits: {', '.join(fitting) or 'no GPU of the catalogs and inventory'}"
+                      + ("  [dim](* asked for)[/dim]" if any(f.asked and f.fits for f in fits) else ""))
+            if not any(f.fits and f.asked for f in fits) and any(f.asked for f in fits):
+                out.print(f"  [yellow]none of the GPUs it asks for has {needed:g} GB[/yellow]")
+        if as_json:
+            sys.stdout.write(json.dumps(answers, indent=2) + "\n")
+    _guarded(body)
+
+
 @app.command()
 def plan(
     files: Files,
@@ -179,28 +293,16 @@ AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluste
 
 
 def _service(address: str | None):
-    from placement.client import ServiceUnavailable, service
+    from placement.client import service
 
-    try:
-        return service(address)
-    except ServiceUnavailable as exc:
-        _fail(str(exc))
+    return service(address)
 
 
 def _ask(method, *args):
-    """Call the service; an error it raised (unknown job, no logs) becomes a message and exit 1."""
-    import ray.exceptions
-
+    """Call the service; what it cannot or will not answer raises ServiceUnavailable / ServiceError."""
     from placement.client import call
 
-    try:
-        return call(method, *args)
-    except ray.exceptions.RayTaskError as exc:
-        from placement.reconciler import brief
-
-        _fail(brief(str(exc.cause) if exc.cause is not None else str(exc)))
-    except ray.exceptions.GetTimeoutError:
-        _fail("the service did not answer in time; it may be restarting: try again")
+    return call(method, *args)
 
 
 @app.command()
@@ -219,8 +321,12 @@ def up(
                                      "`placement sky-setup` first). Without it they are planned, not launched.")] = False,
     sky_api_server: Annotated[Optional[str], typer.Option(
         help="SkyPilot API server endpoint (default: SkyPilot's own choice, a local server).")] = None,
+    grafana: Annotated[Optional[str], typer.Option(
+        help="A Grafana's URL, for the Ray dashboard's charts (RAY_GRAFANA_HOST of a Ray that `up` starts).")] = None,
 ) -> None:
-    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor."""
+    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor;
+    then Prometheus, if installed, and the status page's link."""
+    from placement import observability
     from placement.client import ServiceUnavailable
     from placement.client import up as start
     from placement.service import ServiceConfig, default_store_path
@@ -231,6 +337,7 @@ def up(
                            clouds=clouds, sky_api_server=sky_api_server)
 
     def body() -> None:
+        observability.prepare_ray_env(grafana)
         with err.status("Starting Ray and the placement service..."):
             try:
                 done = start(address=address, simulate_inventory=simulate_inventory, config=config)
@@ -239,6 +346,8 @@ def up(
         ray_note = "started a local Ray" if done["started_ray"] else f"attached to Ray at {done['address']}"
         service_note = "started the service" if done["started_service"] else "the service was already running"
         out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}")
+        for line in observability.after_up(_service(address)):
+            out.print(line, soft_wrap=True)
     _guarded(body)
 
 
@@ -267,13 +376,17 @@ def sky_setup(
 
 
 @app.command()
+@_handled
 def down() -> None:
     """Stop the service, and the local Ray if `placement up` started it (and nothing else)."""
+    from placement import observability
     from placement.client import down as stop
 
     done = stop()
     out.print(("stopped the service" if done["stopped_service"] else "no service was running")
               + ("; stopped the local Ray" if done["stopped_ray"] else ""))
+    if stopped := observability.stop():
+        out.print(stopped)
 
 
 @app.command()
@@ -288,11 +401,12 @@ def submit(
     from placement.spec import load_specs
 
     def body() -> None:
+        load_specs(files)  # a bad file is reported before the service is asked anything
         handle = _service(address)
-        loaded = load_specs(files)
+        loaded = load_specs(files, allowed_roots=call(handle.file_roots))  # the roots the service allows
         ids = send(handle, loaded)
         for job_id in ids:
-            out.print(job_id)
+            out.print(job_id, soft_wrap=True)  # never wrapped: scripts copy it
         if wait:
             _wait_placed(handle, ids, call)
     _guarded(body)
@@ -313,6 +427,7 @@ def _wait_placed(handle, ids: list[str], call) -> None:
 
 
 @app.command()
+@_handled
 def status(
     job: Annotated[Optional[str], typer.Argument(help="One job's id.")] = None,
     team: Annotated[Optional[str], typer.Option(help="Only this team's jobs.")] = None,
@@ -354,6 +469,7 @@ def status(
 
 
 @app.command()
+@_handled
 def spend(
     team: Annotated[Optional[str], typer.Option(help="Only this team (and not the global scope).")] = None,
     address: AddressOpt = None,
@@ -380,6 +496,7 @@ def spend(
 
 
 @app.command()
+@_handled
 def load(
     service: Annotated[str, typer.Argument(help="The service's id (`placement status` shows it on its replicas).")],
     qps: Annotated[float, typer.Argument(help="Requests per second over all its replicas.")],
@@ -403,6 +520,7 @@ def _clock(at: float) -> str:
 
 
 @app.command("explain")
+@_handled
 def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
     """Why a job is where it is, or why it waits: its history, the next best options, and what flagged similar
     jobs recommend."""
@@ -453,6 +571,7 @@ def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], addre
 
 
 @app.command()
+@_handled
 def debt(
     team: Annotated[Optional[str], typer.Option(help="Only this team's jobs.")] = None,
     since: Annotated[str, typer.Option(help="How far back to look: 30m, 12h, 7d, 2w, 1d12h.")] = "7d",
@@ -537,6 +656,7 @@ def _print_debt(answer: dict, since: str, plot: Path | None) -> None:
 
 
 @app.command()
+@_handled
 def cancel(jobs: Annotated[list[str], typer.Argument(help="Job ids.")], address: AddressOpt = None) -> None:
     """Cancel jobs: pending ones are dropped, running ones stopped."""
     done = _ask(_service(address).cancel, jobs)
@@ -547,6 +667,7 @@ def cancel(jobs: Annotated[list[str], typer.Argument(help="Job ids.")], address:
 
 
 @app.command()
+@_handled
 def logs(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
     """The output of an on-prem job (its Ray job's logs)."""
     sys.stdout.write(_ask(_service(address).logs, job))

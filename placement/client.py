@@ -1,11 +1,14 @@
 """What the CLI asks of the running service: start it, stop it, submit, query, cancel.
 
 Every remote call has a time-out: a service that is restarting answers late,
-a dead cluster should say so rather than hang.
+a dead cluster should say so rather than hang. Failures come back as two
+exceptions the CLI prints as one line each: `ServiceUnavailable` (no Ray, no
+service, or no answer in time) and `ServiceError` (the service refused the request).
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
 from typing import Any
 
@@ -13,14 +16,15 @@ import ray
 
 from placement.actor import find_service, start_service
 from placement.cluster import connect, read_state, start_local, stop_local, try_connect, write_state
+from placement.errors import ServiceError, ServiceUnavailable
 from placement.service import ServiceConfig
 from placement.spec import LoadedSpec
 
-CALL_TIMEOUT_S = 60.0
+CALL_TIMEOUT_S = 30.0  # the longest one call waits; the service is back within seconds of a crash
+START_TIMEOUT_S = 120.0  # a new service loads its inventory, catalogs and store before it first answers
+PROBE_TIMEOUT_S = 3.0  # Ray itself waits minutes for a GCS that is gone; a TCP probe first answers in seconds
 
-
-class ServiceUnavailable(RuntimeError):
-    pass
+__all__ = ["ServiceError", "ServiceUnavailable", "call", "down", "service", "submit", "up"]
 
 
 def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig) -> dict[str, Any]:
@@ -45,7 +49,7 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig) 
         from dataclasses import replace
 
         service = start_service(replace(config, dashboard_url=context.dashboard_url))
-        ray.get(service.status.remote("-"), timeout=CALL_TIMEOUT_S)  # wait until it answers
+        ray.get(service.status.remote("-"), timeout=START_TIMEOUT_S)  # wait until it answers
     state = read_state()
     write_state({"started_ray": started_ray or state.get("started_ray", False),
                  "address": context.address_info.get("gcs_address"), "store": config.store_path})
@@ -70,7 +74,11 @@ def down() -> dict[str, bool]:
 
 
 def service(address: str | None = None) -> Any:
-    if try_connect(address or read_state().get("address")) is None:
+    """The running service's handle, once this process is attached to its Ray cluster."""
+    address = address or read_state().get("address")
+    if not ray.is_initialized():
+        _probe(address)
+    if try_connect(address) is None:
         raise ServiceUnavailable("no Ray cluster is running here; start one with `placement up`")
     handle = find_service()
     if handle is None:
@@ -78,10 +86,51 @@ def service(address: str | None = None) -> Any:
     return handle
 
 
-def call(method: Any, *args: Any) -> Any:
-    return ray.get(method.remote(*args), timeout=CALL_TIMEOUT_S)
+def _probe(address: str | None) -> None:
+    """Fail in seconds where the cluster's GCS does not accept connections (a stopped cluster, a stale
+    address in Ray's or `placement up`'s files): `ray.init` would wait minutes."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        gcs = canonicalize_bootstrap_address(address or "auto")
+    except (ConnectionError, ValueError):
+        return  # nothing to probe: `try_connect` says what is missing
+    if gcs is None:
+        return
+    host, _, port = gcs.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise ServiceUnavailable(f"Ray is not reachable at {gcs} ({reason.lower()}): the cluster is stopped or the "
+                                 "address is stale; start one with `placement up`, or pass --address") from None
+
+
+def call(method: Any, *args: Any, timeout_s: float | None = None) -> Any:
+    """One call to the service, waiting at most `timeout_s` (default CALL_TIMEOUT_S)."""
+    wait = CALL_TIMEOUT_S if timeout_s is None else timeout_s
+    try:
+        return ray.get(method.remote(*args), timeout=wait)
+    except ray.exceptions.RayTaskError as exc:  # the service raised: unknown job, an invalid spec, a store error
+        from placement.reconciler import brief
+
+        raise ServiceError(brief(str(exc.cause) if exc.cause is not None else str(exc))) from None
+    except ray.exceptions.GetTimeoutError:
+        raise ServiceUnavailable(f"the placement service is not answering (restarting?) after {wait:g} s; try "
+                                 "again in a moment, and see `placement status`") from None
+    except ray.exceptions.ActorDiedError:
+        raise ServiceUnavailable("the placement service has stopped; start it with `placement up`") from None
+    except ray.exceptions.RayActorError:  # ActorUnavailableError: it is restarting
+        raise ServiceUnavailable("the placement service is not answering (restarting?); try again in a "
+                                 "moment") from None
 
 
 def submit(handle: Any, loaded: list[LoadedSpec]) -> list[str]:
+    """Store the jobs; the reply is their ids. Ray delivers the call again if the service restarts meanwhile,
+    and the batch token makes a second delivery return the first one's ids."""
     documents = [{"source": item.source, "data": item.data} for item in loaded]
-    return call(handle.submit, documents, uuid.uuid4().hex)
+    try:
+        return call(handle.submit, documents, uuid.uuid4().hex)
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(f"{exc} (the jobs may still be stored once it answers: check `placement status` "
+                                 "before submitting again)") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,19 @@ from placement.debt import UsageSeries  # noqa: E402
 def plot_allocation_vs_utilization(series: UsageSeries, path: str | Path, title: str = "GPU allocation vs utilization"
                                    ) -> Path:
     """Write the chart to `path` (PNG); the gap between the two lines is the computational debt."""
+    path = Path(path)
+    _save(series, title, path, "png")
+    return path
+
+
+def allocation_vs_utilization_svg(series: UsageSeries, title: str = "GPU allocation vs utilization") -> str:
+    """The same chart as an SVG document (text kept as text), for the status page."""
+    buffer = io.StringIO()
+    _save(series, title, buffer, "svg")
+    return buffer.getvalue()
+
+
+def _save(series: UsageSeries, title: str, target: Path | io.StringIO, fmt: str) -> None:
     if not series.t:
         raise ValueError("the series is empty: nothing to plot")
     when = [datetime.fromtimestamp(t, tz=timezone.utc) for t in series.t]
@@ -34,8 +48,7 @@ def plot_allocation_vs_utilization(series: UsageSeries, path: str | Path, title:
         axes.set_title(title)
         axes.legend(loc="upper right")
         figure.tight_layout()
-        path = Path(path)
-        figure.savefig(path, format="png")
+        with plt.rc_context({"svg.fonttype": "none"}):
+            figure.savefig(target, format=fmt)
     finally:
         plt.close(figure)
-    return path

@@ -22,11 +22,15 @@ worker, and this module is also imported by the CLI outside Ray.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ray.util.metrics import Counter, Gauge, Histogram
+
+from placement.model import Job
 
 REFRESH_SECONDS = 5.0
 # Round and solve times: from a trivial round (milliseconds) to a solver at its time limit (a minute or two).
@@ -48,6 +52,15 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
                              "telemetry, else the GPU's power curve; times PUE)", ("team", "window")),
     "placement_carbon_kg": ("kg CO2e of a team's jobs over a trailing window (energy x the grid's intensity)",
                             ("team", "window")),
+    "placement_budget_usd": ("A scope's day or month budget (no series: no budget)", ("scope", "period")),
+    "placement_spend_accrued_usd": ("What a scope's private and public work accrued so far this UTC day or month",
+                                    ("scope", "period")),
+    "placement_spend_projected_usd": ("What a scope will have accrued at the end of the UTC day or month if its "
+                                      "work runs on at today's rate", ("scope", "period")),
+    "placement_pending_over_max_wait": ("Pending jobs that have waited their max_wait or longer, by team",
+                                        ("team",)),
+    "placement_telemetry_report_timestamp_seconds": ("When a node's telemetry agent last reported (Unix time)",
+                                                     ("node",)),
 }
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_placements": ("Jobs placed, by tier", ("tier",)),
@@ -66,6 +79,13 @@ EXPORTED: tuple[str, ...] = (
     *(f"ray_{name}_{series}" for name in _HISTOGRAMS for series in ("bucket", "sum", "count")),
 )
 """Every series name as Prometheus sees it."""
+
+
+def over_max_wait(jobs: Iterable[Job]) -> dict[str, int]:
+    """Pending jobs that have waited their `max_wait` or longer (overdue, as the solver counts them: it then
+    prices their wait higher), per team; teams with none are absent."""
+    return dict(collections.Counter(j.team for j in jobs
+                                    if j.max_wait_hours is not None and j.waited_hours >= j.max_wait_hours))
 
 
 class ServiceMetrics:
@@ -133,6 +153,38 @@ class ServiceMetrics:
             for name, values in (("placement_debt_usd", debt_usd_by_team), ("placement_energy_kwh", energy_kwh_by_team),
                                  ("placement_carbon_kg", carbon_kg_by_team)):
                 self._update(name, {(team, window): value for team, value in values.items()})
+
+    def record_spend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Record each scope's day and month accruals, projections and budgets (`Engine.spend`'s rows).
+
+        A scope without a budget for a period has no budget series; one that loses its budget reads NaN
+        (not exported), as a lost cap does."""
+        accrued, projected, budgets = {}, {}, {}
+        for row in rows:
+            cap = row.get("cap") or {}
+            for period, accrued_key, projected_key in (("day", "today_usd", "projected_day_usd"),
+                                                       ("month", "month_usd", "projected_month_usd")):
+                key = (row["scope"], period)
+                accrued[key], projected[key] = row[accrued_key], row[projected_key]
+                if cap.get(f"usd_per_{period}") is not None:
+                    budgets[key] = cap[f"usd_per_{period}"]
+        with self._lock:
+            self._update("placement_spend_accrued_usd", accrued)
+            self._update("placement_spend_projected_usd", projected)
+            self._update("placement_budget_usd", budgets, vanished=math.nan)
+
+    def record_queue(self, over_max_wait_by_team: Mapping[str, int]) -> None:
+        """Record how many pending jobs of each team have waited past their max_wait (a team seen before and
+        missing now reads 0)."""
+        with self._lock:
+            self._update("placement_pending_over_max_wait",
+                         {(team,): n for team, n in over_max_wait_by_team.items()})
+
+    def record_telemetry_agents(self, reported_at_by_node: Mapping[str, float]) -> None:
+        """Record when each node's telemetry agent last reported: a silent agent's timestamp stops moving."""
+        with self._lock:
+            self._update("placement_telemetry_report_timestamp_seconds",
+                         {(node,): at for node, at in reported_at_by_node.items()})
 
     def record_reconciler_error(self, provider: str, kind: str) -> None:
         """Count one failed provider action (`kind`: e.g. "launch", "terminate", "status")."""

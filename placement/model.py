@@ -8,6 +8,7 @@ shapes and back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -68,8 +69,15 @@ class Job:
     spot_ok: bool = False
     budget_usd: float | None = None
     onprem_only: bool = False  # data residency: never leaves on-prem
-    gpu_memory_gb: float | None = None  # minimum GPU memory per GPU
+    gpu_memory_gb: float | None = None  # minimum GPU memory per GPU (an estimate's central figure if estimated)
     waited_hours: float = 0.0  # time already spent queued, from the store
+    gpu_memory_estimated: bool = False  # gpu_memory_gb is an estimate: the policy's memory margin is added to it
+
+    def gpu_memory_needed(self, margin: float) -> float | None:
+        """The GPU memory an offer must have: an estimate x (1 + margin), a figure given outright as it is."""
+        if self.gpu_memory_gb is None or not self.gpu_memory_estimated:
+            return self.gpu_memory_gb
+        return math.ceil(round(self.gpu_memory_gb * (1 + margin) * 10, 6)) / 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clouds.base import Block, LaunchError, LaunchRequest, Provider, WorkStatus
+from clouds.gpus import gpu_memory_gb
+from placement.memory_history import OUT_OF_MEMORY, MemoryPeak, facts_key, ran_out_of_memory
 from placement.model import Offer, Placement, Plan, Tier
 from placement.store import ACTIVE, Decision, Intent, JobRecord, JobState, Store
 
@@ -266,6 +268,8 @@ class Reconciler:
         elif status is WorkStatus.SUCCEEDED:
             self.store.update_job(record.id, now, event="succeeded", detail=message, state=JobState.SUCCEEDED,
                                   finished_at=now, reason_code=None, reason=None)
+        elif status is WorkStatus.FAILED and ran_out_of_memory(message):
+            self._out_of_memory(record, message, now)
         elif status in (WorkStatus.FAILED, WorkStatus.STOPPED):
             self.store.update_job(record.id, now, event=status.value, detail=message, state=JobState.FAILED,
                                   finished_at=now, reason_code="Failed", reason=brief(message) or status.value)
@@ -273,6 +277,25 @@ class Reconciler:
             self.store.update_job(record.id, now, event="requeued", detail=message, state=JobState.PENDING,
                                   handle=None, nodes=(), target=None, tier=None,
                                   reason_code="Requeued", reason=f"its node was lost ({message}); placing it again")
+
+    def _out_of_memory(self, record: JobRecord, message: str, now: float) -> None:
+        """Keep the GPU the run ran out of memory on, then put the job back to pending: the next round places it
+        on a GPU with more memory (`placement.memory_history.remember`), or it waits for one."""
+        launch = next((d for d in reversed(self.store.decisions(record.id)) if d.action == "launch"), None)
+        gpu = launch.payload.get("gpu") if launch is not None else None
+        offer = self.offers.get(record.offer_id or "")
+        memory = offer.gpu_memory_gb if offer is not None and offer.gpu else (gpu_memory_gb(gpu) if gpu else None)
+        facts = None
+        try:
+            facts = facts_key(record.spec)
+        except ValueError:  # a spec stored before its facts were checked: the team and name still match
+            log.warning("%s: its gpu_memory facts do not parse; kept by team and name", record.id)
+        self.store.record_memory_peak(MemoryPeak(record.id, record.team, record.name, facts, gpu, memory, None, True,
+                                                 now), record.attempt)
+        on = f"{gpu} ({memory:g} GB per GPU)" if gpu and memory else (gpu or "its GPU")
+        self.store.update_job(record.id, now, event="out-of-memory", detail=brief(message), state=JobState.PENDING,
+                              handle=None, nodes=(), target=None, tier=None, reason_code=OUT_OF_MEMORY,
+                              reason=f"ran out of GPU memory on {on}; placing it again on a GPU with more memory")
 
 
 def brief(message: str, lines: int = 3, limit: int = 400) -> str:

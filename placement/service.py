@@ -23,13 +23,14 @@ from typing import Any
 from clouds.base import Provider
 from clouds.catalog import default_catalog_dirs, load_catalogs
 from clouds.energy import grid_intensity, power_curves, pue
-from clouds.gpus import canonical_gpu
+from clouds.gpus import canonical_gpu, gpu_memory_gb
 from clouds.inventory import load_inventory
 from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import DurationRatio, Job, Offer, Plan, Running, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
                             flags_for, usage_series)
+from placement.memory_history import MemoryHistory, MemoryPeak, facts_key, remember
 from placement.rightsizing import Rightsizing, SimilarJobFlag, rightsize, shape
 from placement.caps import CapGuard
 from placement.reconciler import GAVE_UP, Failover, Reconciler
@@ -39,7 +40,7 @@ from placement.solve import RoundResult, solve_round
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
-from placement.spec import spec_from_data, to_job, to_jobs
+from placement.spec import launch_name, spec_from_data, to_job, to_jobs
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
@@ -82,6 +83,7 @@ class ServiceConfig:
     failover: Failover = field(default_factory=Failover)
     telemetry_raw_retention_s: float = 2 * 86400.0  # raw GPU samples older than this are folded into minute rows
     telemetry_minute_retention_s: float = 30 * 86400.0  # minute rows (and anything older) are deleted after this
+    status_port: int | None = 8267  # the status page on 127.0.0.1 (taken: a free port; 0: any; None: no page)
 
     def __post_init__(self) -> None:
         if not 0 < self.telemetry_raw_retention_s <= self.telemetry_minute_retention_s:
@@ -173,7 +175,9 @@ class Engine:
         valid, and the call returns only once they are durable.
         """
         classes = list(self.policy.priorities)
-        loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes) for d in documents]
+        roots = self.policy.files.allowed_roots
+        loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes, allowed_roots=roots)
+                  for d in documents]
         new, services = [], []
         for item in loaded:
             jobs = to_jobs([item])
@@ -251,9 +255,26 @@ class Engine:
             log.exception("reading similar jobs' recommendations failed; placing without them")
             return {}
 
-    def _job(self, record: JobRecord, now: float, similar: dict[tuple[str, str], list[SimilarJobFlag]]) -> Job:
+    def _job(self, record: JobRecord, now: float, similar: dict[tuple[str, str], list[SimilarJobFlag]],
+             peaks: MemoryHistory) -> Job:
         job, _ = self._rightsized(record, similar)
+        job, _ = self._remembered(record, job, peaks)
         return dataclasses.replace(job, waited_hours=max(now - record.submitted_at, 0.0) / 3600.0)
+
+    def _remembered(self, record: JobRecord, job: Job, peaks: MemoryHistory) -> tuple[Job, tuple[str, ...]]:
+        """The job with the GPU memory its own and similar runs measured (`placement.memory_history.remember`)."""
+        try:
+            return remember(job, facts_key(record.spec), peaks, self.policy.memory.margin)
+        except Exception:  # a bad stored row must not keep the job (or the round) from placing
+            log.exception("applying measured GPU memory to %s failed; placing it on its estimate", record.id)
+            return job, ()
+
+    def _memory_peaks(self) -> MemoryHistory:
+        try:
+            return MemoryHistory(self.store.memory_peaks())
+        except Exception:  # an unreadable row must not stop placement
+            log.exception("reading measured GPU memory failed; placing on estimates")
+            return MemoryHistory(())
 
     def round(self) -> RoundReport:
         start = time.perf_counter()
@@ -300,8 +321,8 @@ class Engine:
         # the hysteresis left (and restart it from its checkpoint for nothing).
         stopped_now = {a.job_id for a in downscaled}
         placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
-        similar = self._recommendations()
-        snapshot = Snapshot(jobs=tuple(self._job(r, now, similar) for r in placeable), offers=tuple(offers),
+        similar, peaks = self._recommendations(), self._memory_peaks()
+        snapshot = Snapshot(jobs=tuple(self._job(r, now, similar, peaks) for r in placeable), offers=tuple(offers),
                             running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked,
                             duration_ratios=self._duration_ratios(),
                             reserved=frozenset(r.job_id for r in self.store.reservations()))
@@ -396,7 +417,9 @@ class Engine:
         efficiency = self.efficiency(record)
         if efficiency is not None:
             answer["efficiency"] = efficiency
-        _, rightsizing = self._rightsized(record, self._recommendations())
+        rightsized, rightsizing = self._rightsized(record, self._recommendations())
+        if not record.state.terminal:
+            answer["gpu_memory"] = list(self._remembered(record, rightsized, self._memory_peaks())[1])
         answer["rightsizing"] = [
             {"similar_job": n.flag.job_id, "kind": n.flag.kind.value, "reason": n.flag.reason,
              "recommendation": n.flag.recommendation.text,
@@ -587,6 +610,9 @@ class Engine:
             flags = [] if record.state is JobState.FAILED else [
                 flag for part in parts for flag in flags_for(part, self.policy.debt)]
             self.store.record_assessment(record, _usage_record(parts), _similar_flags(parts, flags), now)
+            peak = _measured_peak(record, parts, now)
+            if peak is not None:
+                self.store.record_memory_peak(peak, record.attempt)
         return len(records)
 
     def checkpoint_usage(self, now: float) -> int:
@@ -663,7 +689,7 @@ def _new_service(item) -> NewService:
             target = min(target.values()) if target else None
         limits = (policy.min_replicas, policy.max_replicas if policy.max_replicas is not None else
                   policy.min_replicas, target or None)
-    name = item.spec.name or Path(item.file).stem
+    name = launch_name(item.spec.name or Path(item.file).stem)
     return NewService(name=name, team=placement.team, priority=placement.priority, spec=item.data,
                       source=item.source, min_replicas=limits[0], max_replicas=limits[1], target_qps=limits[2])
 
@@ -755,6 +781,20 @@ def _similar_flags(parts: list[JobUsage], flags: list[Flag]) -> list[SimilarJobF
             by_kind[flag.kind] = flag
     return [SimilarJobFlag(f.job_id, f.kind, f.reason, f.recommendation, parts[0].allocation.gpu_type,
                            max(peaks) if peaks else None) for f in by_kind.values()]
+
+
+def _measured_peak(record: JobRecord, parts: list[JobUsage], now: float) -> MemoryPeak | None:
+    """A succeeded run's NVML peak beside its spec's model facts (None: it failed, or no telemetry covered it)."""
+    peaks = [p.usage.peak_mem_bytes for p in parts if p.usage.peak_mem_bytes is not None]
+    if record.state is not JobState.SUCCEEDED or not peaks:
+        return None
+    try:
+        facts = facts_key(record.spec)
+    except ValueError:
+        facts = None
+    gpu = parts[0].allocation.gpu_type
+    return MemoryPeak(record.id, record.team, record.name, facts, gpu, gpu_memory_gb(gpu) if gpu else None,
+                      max(peaks), False, now)
 
 
 def _usage_row(usage: Usage) -> dict[str, Any]:

@@ -19,19 +19,21 @@ stored in hours.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
                       NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
-                      model_validator, ValidationError)
+                      model_validator)
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
-from placement.yamlio import ConfigError, Invalid, closest, load_documents, parse_model, show
+from placement.sources import check_sources
+from placement.yamlio import (ConfigError, Document, FieldError, Invalid, check_data_limits, closest,
+                              load_documents, parse_model, show)
 
 DEFAULT_PRIORITY_CLASSES: tuple[str, ...] = ("low", "normal", "high", "critical")
 
@@ -526,6 +528,39 @@ def _secret_values(value: Any) -> Any:
     return value
 
 
+# --- names ----------------------------------------------------------------------------------
+
+# A job's id is its name made a launch name, then `-<n>` from the store; its launch handle adds
+# `-a<attempt>-<store uid>` (placement.reconciler.handle_for). That handle is the Ray submission id of an
+# on-prem launch (a file name in Ray's log directory) and the SkyPilot cluster or managed-job name of a
+# cloud launch, so a name may only hold what both take.
+NAME_MAX_LENGTH = 63
+# sky.skylet.constants.CLUSTER_NAME_VALID_REGEX in SkyPilot 0.14.1, as check_cluster_name_is_valid applies it.
+SKY_NAME_PATTERN = r"[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?"
+LAUNCH_NAME_PATTERN = r"[a-z]([-a-z0-9]*[a-z0-9])?"  # what ids and handles are made of
+_NAME_VALID = (f"a letter, then letters, digits, '-', '_' or '.', ending with a letter or digit, at most "
+               f"{NAME_MAX_LENGTH} characters (SkyPilot's rule for cluster names; e.g. train-llama-8b)")
+
+
+def _check_name(value: str) -> str:
+    if len(value) > NAME_MAX_LENGTH:
+        raise Invalid(f"the name is longer than {NAME_MAX_LENGTH} characters", given=show(value, 40),
+                      valid=_NAME_VALID)
+    if not re.fullmatch(SKY_NAME_PATTERN, value):
+        raise Invalid("not a valid job name", given=show(value), valid=_NAME_VALID)
+    return value
+
+
+def launch_name(text: str) -> str:
+    """A job name, or a file's stem where a spec has none, as ids and launch handles spell it: lowercase
+    letters, digits and single '-', starting with a letter, at most NAME_MAX_LENGTH characters
+    (`Train_LLaMA.v2` -> `train-llama-v2`). Same text, same name."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = f"job-{name}" if name else "job"
+    return name[:NAME_MAX_LENGTH].rstrip("-")
+
+
 # --- the engine's own block -------------------------------------------------------------------
 
 _ParameterCount = Annotated[float, BeforeValidator(parameter_count), WithJsonSchema(
@@ -547,8 +582,13 @@ class GpuMemoryHint(_Strict):
         None, description="LoRA, adapters, a frozen backbone: the parameters trained (default: all)")
     activation_checkpointing: bool = Field(False, description="one checkpoint per layer (gradient checkpointing)")
     vocab_size: PositiveInt | None = Field(None, description="default: 128,256 (Llama 3's)")
-    layers: PositiveInt | None = Field(None, description="default: derived from parameters")
-    hidden_size: PositiveInt | None = Field(None, description="default: derived from parameters")
+    layers: PositiveInt | None = Field(None, description="default: the model's, else derived from parameters")
+    hidden_size: PositiveInt | None = Field(None, description="default: the model's, else derived from parameters")
+    model: str | None = Field(None, description="a well-known architecture (gpt2-xl, llama-3-8b, vit-b-16, resnet50, "
+                                                "...: placement/model_shapes.py) for the facts not given")
+    patch_size: PositiveInt | None = Field(None, description="a vision transformer's patch side, in pixels")
+    heads: PositiveInt | None = Field(None, description="attention heads (default: the model's, else hidden / 64)")
+    attention: Literal["sdpa", "eager"] = Field("sdpa", description="eager attention keeps the scores")
 
     @model_validator(mode="after")
     def _one_way(self) -> GpuMemoryHint:
@@ -557,9 +597,10 @@ class GpuMemoryHint(_Strict):
             raise Invalid("give either per_gpu_gb or the model's facts, not both", given=", ".join(facts),
                           valid="per_gpu_gb alone, or parameters with the model's other facts (precision, "
                                 "optimizer, batch_size, ...)", path=(facts[0],))
-        if self.per_gpu_gb is None and self.parameters is None:
+        if self.per_gpu_gb is None and self.parameters is None and self.model is None:
             raise Invalid("says neither per_gpu_gb nor parameters", given=", ".join(facts) or "nothing",
-                          valid="per_gpu_gb: <GB>, or parameters: <count> with the model's other facts")
+                          valid="per_gpu_gb: <GB>, or parameters: <count> (or model: <name>) with the model's "
+                                "other facts")
         try:
             self.model_facts()
         except BadFact as exc:  # facts in conflict, such as trainable_parameters above parameters
@@ -568,7 +609,7 @@ class GpuMemoryHint(_Strict):
 
     def model_facts(self) -> ModelFacts | None:
         """The facts for the estimator; None where per_gpu_gb is given."""
-        if self.parameters is None:
+        if self.parameters is None and self.model is None:
             return None
         return ModelFacts(**self.model_dump(exclude={"per_gpu_gb"}))
 
@@ -616,7 +657,8 @@ class PlacementSpec(_Strict):
 class JobSpec(_Strict):
     """A job: a SkyPilot task (every field of SkyPilot 0.14's task YAML) plus `placement:`."""
 
-    name: str | None = None
+    name: Annotated[str, AfterValidator(_check_name), WithJsonSchema(
+        {"type": "string", "pattern": f"^{SKY_NAME_PATTERN}$", "maxLength": NAME_MAX_LENGTH})] | None = None
     workdir: str | GitWorkdir | None = None
     event_callback: str | None = None
     num_nodes: PositiveInt = 1
@@ -646,6 +688,15 @@ class JobSpec(_Strict):
                           given="true", valid="no use_spot, or no data_residency", path=("resources", "use_spot"))
         return self
 
+    @model_validator(mode="after")
+    def _host_files(self, info: ValidationInfo) -> JobSpec:
+        """Local workdir / file_mounts sources, where the caller says which roots may be read (`allowed_roots`
+        in the context; absent: a spec read again after it was accepted)."""
+        roots = (info.context or {}).get("allowed_roots")
+        if roots is not None:
+            check_sources(self.workdir, self.file_mounts, self.envs, roots)
+        return self
+
     def sky_config(self) -> dict[str, Any]:
         """The SkyPilot task config, as the user wrote it (for `sky.Task.from_yaml_config`)."""
         return self.model_dump(exclude_unset=True, exclude={"placement"})
@@ -671,25 +722,36 @@ class LoadedSpec:
 
 
 def spec_from_data(data: dict[str, Any], source: str, *,
-                   priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES) -> LoadedSpec:
-    """A spec from an already-parsed document (what the service receives and stores). Raises ValueError."""
-    try:
-        spec = JobSpec.model_validate(data, context={"priority_classes": tuple(priority_classes)})
-    except ValidationError as exc:
-        raise ValueError(f"{source}: invalid job spec: {exc}") from None
+                   priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES,
+                   allowed_roots: Sequence[str] | None = None) -> LoadedSpec:
+    """A spec from an already-parsed document (what the service receives and stores). Raises ValueError.
+
+    The document is held to the limits of a file (`yamlio.check_data_limits`) first: a client need not be
+    the CLI, and what it sends is stored as JSON, every shared value written out in full. `allowed_roots`:
+    the directories of this host its local workdir / file_mounts sources may name (None: not checked, for
+    a spec read again after it was accepted)."""
+    check_data_limits(data, source)
+    context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
+    try:  # the same words as a file's errors, the source for a place (the service has no lines)
+        spec = parse_model(JobSpec, Document(data, source, 1, False, {}), context=context)
+    except ConfigError as exc:
+        raise ValueError("; ".join(str(e) for e in exc.errors)) from None
     file, _, document = source.rpartition("#")
     return LoadedSpec(spec, file or source, int(document) if document.isdigit() else 1, data)
 
 
 def load_specs(paths: Iterable[str | Path], *,
-               priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES) -> list[LoadedSpec]:
+               priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES,
+               allowed_roots: Sequence[str] | None = None) -> list[LoadedSpec]:
     """Job specs from files, multi-document files and directories (every *.yaml / *.yml below, sorted).
 
     `priority_classes` are the names `placement.priority` may take (a policy sets them); a
     spec that names none gets `normal`. Raises one ConfigError with every problem of every
-    file. A file is taken whole or not at all: one bad document rejects its file.
+    file. A file is taken whole or not at all: one bad document rejects its file, and so does a file
+    that holds no job. `allowed_roots`: the directories of this host that local workdir / file_mounts
+    sources may name, for a caller that will launch them (None: not checked, as for `plan`).
     """
-    context = {"priority_classes": tuple(priority_classes)}
+    context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
     specs: list[LoadedSpec] = []
     errors = []
     for file in _spec_files(paths):
@@ -706,7 +768,11 @@ def _spec_files(paths: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise ConfigError([FieldError(str(path), None, None, "", "the directory holds no job spec file",
+                                              valid="a directory with *.yaml or *.yml job specs")])
+            files += found
         else:
             files.append(path)  # a missing file is reported by load_documents
     return files
@@ -714,7 +780,11 @@ def _spec_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
     specs, errors = [], []
-    for document in load_documents(file):
+    documents = load_documents(file)
+    if not documents:
+        raise ConfigError([FieldError(str(file), None, None, "", "the file holds no job (it is empty or only "
+                                      "comments)", valid="a SkyPilot task YAML, e.g. `run: python train.py`")])
+    for document in documents:
         try:
             specs.append(LoadedSpec(parse_model(JobSpec, document, context=context), document.file, document.index,
                                     document.data))
@@ -733,7 +803,8 @@ _PIN_FIELDS = frozenset({"infra", "cloud", "region", "zone"})
 def to_job(loaded: LoadedSpec, job_id: str) -> Job:
     """The core's view of a spec: demands per node, owner, urgency, where it may run.
 
-    The GPU memory each GPU needs is `gpu_memory.per_gpu_gb`, or the estimated peak from the model's facts.
+    The GPU memory each GPU needs is `gpu_memory.per_gpu_gb`, or the estimated peak from the model's facts (to
+    which placement adds the policy's memory margin).
     """
     spec, placement = loaded.spec, loaded.spec.placement
     onprem_only = placement.data_residency == "onprem"
@@ -756,6 +827,7 @@ def to_job(loaded: LoadedSpec, job_id: str) -> Job:
         budget_usd=placement.budget_usd,
         onprem_only=onprem_only,
         gpu_memory_gb=gpu_memory_gb,
+        gpu_memory_estimated=facts is not None,
     )
 
 
@@ -769,7 +841,7 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
     used: set[str] = set()
     for item in loaded:
         service = item.spec.service
-        base = item.spec.name or Path(item.file).stem
+        base = launch_name(item.spec.name or Path(item.file).stem)
 
         def ids(name: str) -> list[str]:
             return [name] if service is None else [f"{name}-replica-{k}" for k in range(1, service.replicas_now + 1)]

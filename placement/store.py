@@ -28,6 +28,7 @@ from typing import Any
 from clouds.base import Block
 from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
 from placement.debt import FlagKind, GpuMinute, Recommendation, Usage, fold_minutes
+from placement.memory_history import MemoryPeak
 from placement.rightsizing import SimilarJobFlag
 from placement.model import Tier
 from placement.spend import Accrued, Periods, SpendEntry, accrued_from_totals, period_shares, scopes_of
@@ -172,6 +173,20 @@ CREATE TABLE IF NOT EXISTS recommendations (  -- the flags of the latest flagged
     at REAL NOT NULL,
     PRIMARY KEY (team, name, kind)
 );
+CREATE TABLE IF NOT EXISTS memory_peaks (  -- placement.memory_history.MemoryPeak: a run's GPU memory, beside its facts
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
+    facts TEXT,                      -- the spec's model facts as canonical JSON; NULL: it gave none
+    gpu_type TEXT,                   -- the GPU it ran on
+    gpu_memory_gb REAL,
+    peak_bytes INTEGER,              -- NVML: the most its processes held on one GPU; NULL: no telemetry
+    out_of_memory INTEGER NOT NULL,  -- 1: it ran out of GPU memory there
+    at REAL NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS memory_peaks_similar ON memory_peaks(out_of_memory, team, name, facts, at);
 """
 
 
@@ -685,6 +700,24 @@ class Store:
                 r["job_id"], FlagKind(r["kind"]), r["reason"], Recommendation(r["gpu_type"], r["gpus"], r["text"]),
                 r["ran_on"], r["peak_mem_bytes"]))
         return result
+
+    def record_memory_peak(self, peak: MemoryPeak, attempt: int) -> None:
+        """One run's GPU memory (a finished run's measured peak, or the GPU a run ran out of memory on)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO memory_peaks (job_id, attempt, team, name, facts, gpu_type, "
+                       "gpu_memory_gb, peak_bytes, out_of_memory, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (peak.job_id, attempt, peak.team, peak.name, peak.facts, peak.gpu_type, peak.gpu_memory_gb,
+                        peak.peak_bytes, int(peak.out_of_memory), peak.at))
+
+    def memory_peaks(self) -> list[MemoryPeak]:
+        """The latest measured run of each team, name and model facts, and every run that ran out of memory."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM memory_peaks m WHERE out_of_memory = 1 OR at = (SELECT MAX(at) FROM memory_peaks n "
+                "WHERE n.out_of_memory = 0 AND n.team = m.team AND n.name = m.name AND n.facts IS m.facts) "
+                "ORDER BY at, job_id, attempt").fetchall()
+        return [MemoryPeak(r["job_id"], r["team"], r["name"], r["facts"], r["gpu_type"], r["gpu_memory_gb"],
+                           r["peak_bytes"], bool(r["out_of_memory"]), r["at"]) for r in rows]
 
     def job_usage(self, job_ids: Iterable[str]) -> dict[str, JobUsageRecord]:
         """The stored figures of those of these finished jobs that have them."""

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
 from placement.debt import DebtSettings
+from placement.memory_estimate import DEFAULT_MARGIN
 from placement.model import Tier
 from placement.yamlio import Invalid
 
@@ -121,12 +122,26 @@ class SolverSettings(_Strict):
         return self.time_limit_s * (SAFETY_FACTOR if self.work_limit else 1.0)
 
 
+class MemoryPolicy(_Strict):
+    """How much room an estimated GPU memory need gets (`placement.memory_estimate`)."""
+
+    margin: float = Field(DEFAULT_MARGIN, ge=0, lt=1, description=(
+        "Headroom over a GPU memory estimate: a GPU fits a job when estimate x (1 + margin) <= its memory. "
+        "A need given outright (per_gpu_gb) is used as it is."))
+
+
 class DebtPolicy(DebtSettings):
     """When a job counts as inefficient (`placement.debt.DebtSettings`), and what placement does about it."""
 
     apply_recommendations: bool = Field(False, description=(
         "Offer a new submission of a flagged job (same team and name) the shape recommended for its latest "
         "flagged run, as an alternative to its own demands; false: `explain` and `status` only show it."))
+
+
+class FilesPolicy(_Strict):
+    allowed_roots: list[str] = Field(default_factory=list, description=(
+        "Directories of the service host that a job's local workdir and file_mounts sources may name (SkyPilot "
+        "uploads them from the host that launches). Default: none; jobs name buckets or a git workdir."))
 
 
 class Policy(_Strict):
@@ -160,8 +175,11 @@ class Policy(_Strict):
     downscale: Downscale = Downscale()
     quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
     solver: SolverSettings = SolverSettings()
+    memory: MemoryPolicy = MemoryPolicy()
     debt: DebtPolicy = Field(default_factory=DebtPolicy, description=(
         "Computational debt: when a job is flagged as inefficient, and whether its recommendation is applied."))
+    files: FilesPolicy = Field(default_factory=FilesPolicy, description=(
+        "Which files of the service host jobs may upload (workdir, file_mounts)."))
 
     @model_validator(mode="after")
     def _priorities_non_empty(self) -> Policy:

@@ -19,7 +19,8 @@ from placement import metrics
 from placement.metrics import EXPORTED
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "configs" / "dashboards"
-OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le", "window"}
+OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le", "window", "period",
+              "node"}
 
 ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                pending_by_reason={"OverQuota": 3, "WaitingForCapacity": 2},
@@ -41,6 +42,14 @@ DEBT_1 = dict(window="1h", utilized_gpus_by_team={"nlp": 1.9, "vision": 0.2},
               carbon_kg_by_team={"nlp": 0.5, "vision": 0.03})
 DEBT_2 = dict(window="1h", utilized_gpus_by_team={"nlp": 2.5}, debt_usd_by_team={"nlp": 6.0},
               energy_kwh_by_team={"nlp": 1.5}, carbon_kg_by_team={"nlp": 0.6})
+
+SPEND_1 = [{"scope": "global", "usd_per_hour": 12.5, "today_usd": 40.0, "month_usd": 300.0, "projected_day_usd": 210.0,
+            "projected_month_usd": 9000.0, "cap": {"usd_per_hour": 100.0, "usd_per_day": 200.0},
+            "limit_usd_per_hour": 100.0, "binding": None, "over": False},
+           {"scope": "nlp", "usd_per_hour": 12.5, "today_usd": 40.0, "month_usd": 300.0, "projected_day_usd": 210.0,
+            "projected_month_usd": 9000.0, "cap": None, "limit_usd_per_hour": None, "binding": None, "over": False}]
+SPEND_2 = [{**SPEND_1[0], "cap": {"usd_per_month": 5000.0}, "today_usd": 41.0}]
+AGENTS_1 = {"a100-0": 1_800_000_000.0, "t4-0": 1_799_999_000.0}
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 
@@ -68,6 +77,11 @@ class Recorder:
 
     def debt(self, values: dict) -> None:
         self.service_metrics.record_debt(**values)
+
+    def operator(self, spend: list[dict], over_max_wait: dict, agents: dict) -> None:
+        self.service_metrics.record_spend(spend)
+        self.service_metrics.record_queue(over_max_wait)
+        self.service_metrics.record_telemetry_agents(agents)
 
 
 def scrape(url: str, worker_id: str) -> dict[Series, float]:
@@ -105,7 +119,7 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
     actor, url, worker_id = recorder
     ray.get([actor.round.remote(ROUND_1), actor.error.remote("aws", "launch"),
              actor.error.remote("aws", "launch"), actor.error.remote("onprem", "terminate"),
-             actor.debt.remote(DEBT_1)], timeout=30)
+             actor.debt.remote(DEBT_1), actor.operator.remote(SPEND_1, {"nlp": 2}, AGENTS_1)], timeout=30)
     expected = {
         series("ray_placement_pending_jobs", reason="OverQuota"): 3.0,
         series("ray_placement_pending_jobs", reason="WaitingForCapacity"): 2.0,
@@ -134,6 +148,14 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_debt_usd", team="vision", window="1h"): 3.2,
         series("ray_placement_energy_kwh", team="nlp", window="1h"): 1.25,
         series("ray_placement_carbon_kg", team="vision", window="1h"): 0.03,
+        series("ray_placement_budget_usd", scope="global", period="day"): 200.0,
+        series("ray_placement_spend_accrued_usd", scope="global", period="day"): 40.0,
+        series("ray_placement_spend_accrued_usd", scope="nlp", period="month"): 300.0,
+        series("ray_placement_spend_projected_usd", scope="global", period="day"): 210.0,
+        series("ray_placement_spend_projected_usd", scope="global", period="month"): 9000.0,
+        series("ray_placement_pending_over_max_wait", team="nlp"): 2.0,
+        series("ray_placement_telemetry_report_timestamp_seconds", node="a100-0"): 1_800_000_000.0,
+        series("ray_placement_telemetry_report_timestamp_seconds", node="t4-0"): 1_799_999_000.0,
     }
     found = scrape_until(url, worker_id, expected)
     assert {key: found.get(key) for key in expected} == expected
@@ -143,8 +165,12 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
     uncapped = found.get(series("ray_placement_spend_cap_usd_per_hour", scope="nlp"))
     assert uncapped is None or math.isnan(uncapped)  # no cap is not a cap of 0
     assert {name for name, _ in found} == set(EXPORTED)
+    no_budget = [found.get(series("ray_placement_budget_usd", scope=scope, period=period))
+                 for scope, period in (("global", "month"), ("nlp", "day"))]
+    assert all(value is None or math.isnan(value) for value in no_budget)  # no budget is not a budget of 0
 
-    ray.get([actor.round.remote(ROUND_2), actor.debt.remote(DEBT_2)], timeout=30)
+    ray.get([actor.round.remote(ROUND_2), actor.debt.remote(DEBT_2), actor.operator.remote(SPEND_2, {}, {})],
+            timeout=30)
     expected = {
         series("ray_placement_gpus_utilized", team="nlp"): 2.5,
         series("ray_placement_gpus_utilized", team="vision"): 0.0,  # no longer reported: zeroed
@@ -163,9 +189,15 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_round_seconds_count"): 2.0,
         series("ray_placement_round_seconds_bucket", le="1.0"): 1.0,
         series("ray_placement_round_seconds_bucket", le="2.5"): 2.0,
+        series("ray_placement_budget_usd", scope="global", period="month"): 5000.0,
+        series("ray_placement_spend_accrued_usd", scope="global", period="day"): 41.0,
+        series("ray_placement_spend_accrued_usd", scope="nlp", period="day"): 0.0,  # gone: zeroed
+        series("ray_placement_pending_over_max_wait", team="nlp"): 0.0,
     }
     found = scrape_until(url, worker_id, expected)
     assert {key: found.get(key) for key in expected} == expected
+    dropped_budget = found.get(series("ray_placement_budget_usd", scope="global", period="day"))
+    assert dropped_budget is None or math.isnan(dropped_budget)
     dropped_cap = found.get(series("ray_placement_spend_cap_usd_per_hour", scope="global"))
     assert dropped_cap is None or math.isnan(dropped_cap)  # the cap went away: no stale 100
 
@@ -243,3 +275,16 @@ def test_prometheus_config_reads_rays_service_discovery_file():
     [files] = [sd["files"] for sd in job["file_sd_configs"]]
     assert files == [f"/tmp/ray/{PROMETHEUS_SERVICE_DISCOVERY_FILE}"]
     assert config["global"]["scrape_interval"] == "5s"
+    assert config["rule_files"] == ["alerts.yml"]  # relative to the config: the shipped rules beside it
+
+
+def test_over_max_wait_counts_pending_jobs_past_their_max_wait_per_team():
+    from placement.model import Demand, Job
+
+    def job(job_id: str, team: str, max_wait: float | None, waited: float) -> Job:
+        return Job(id=job_id, name=job_id, team=team, priority="normal", demands=(Demand("A100-80GB", 1),),
+                   max_wait_hours=max_wait, waited_hours=waited)
+
+    jobs = [job("a", "nlp", 1.0, 1.5), job("b", "nlp", 1.0, 2.0), job("c", "nlp", 1.0, 0.5),
+            job("d", "vision", None, 100.0), job("e", "vision", 2.0, 2.0)]
+    assert metrics.over_max_wait(jobs) == {"nlp": 2, "vision": 1}  # no max_wait: never overdue; at it: overdue

@@ -61,6 +61,8 @@ def test_job_runs_on_the_node_the_plan_chose_and_finishes(ray_cluster, service):
     info = ray_job(ray_cluster, row["handle"])
     assert info.driver_node_id == ray_cluster.simulated["t4-0"].node_id
     assert info.metadata["team"] == "vision" and info.metadata["job_id"] == job_id
+    assert info.metadata["job_name"] == "t4-echo"  # the Jobs tab's Name column
+    assert "put it here: 1 T4 GPU(s) on t4-0" in info.metadata["placed_because"]
     logs = ray.get(service.logs.remote(job_id))
     assert f"job={job_id}" in logs
     visible = logs.split("gpus=")[1].split()[0]

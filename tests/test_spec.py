@@ -108,6 +108,17 @@ BAD_SPECS: dict[str, tuple[int, str, str]] = {
     "bad_autostop.yaml": (3, "resources.autostop", "not an idle time (given: 'soon')"),
     "workdir_missing_url.yaml": (2, "workdir.url", "required field is missing"),
     "bad_second_document.yaml": (11, "placement.expected_hours", "(document 2): placement.expected_hours"),
+    "name_path_traversal.yaml": (1, "name", "not a valid job name (given: '../x'); valid: a letter, then letters"),
+    "name_slash.yaml": (2, "name", "not a valid job name (given: 'team/a')"),
+    "name_space.yaml": (2, "name", "not a valid job name (given: 'my job')"),
+    "name_too_long.yaml": (1, "name", "the name is longer than 63 characters"),
+    "alias_bomb_unknown_keys.yaml": (8, "", "the file expands to more than 20,000 values (MAX_NODES)"),
+    "alias_bomb_config.yaml": (9, "", "the file expands to more than 20,000 values (MAX_NODES)"),
+    "deep_nesting.yaml": (3, "", "the file nests values deeper than 64 levels (MAX_DEPTH)"),
+    "not_utf8.yaml": (2, "", "the file is not UTF-8: byte 0xe9 at column 14"),
+    "workdir_etc.yaml": (3, "workdir", "names a file of the service host outside the policy's allowed roots "
+                                       "(given: '/etc')"),
+    "file_mounts_ssh.yaml": (4, "file_mounts['/remote/k']", "(given: '~/.ssh', which is "),
 }
 
 
@@ -119,7 +130,7 @@ def test_the_corpus_is_complete():
 @pytest.mark.parametrize("name", sorted(BAD_SPECS))
 def test_bad_spec_says_where_and_what(name):
     line, path, words = BAD_SPECS[name]
-    error, = errors_of(BAD / name)  # one problem per file, reported once
+    error, = errors_of(BAD / name, allowed_roots=())  # one problem per file, reported once
     text = str(error)
     assert (error.line, error.path) == (line, path)
     assert name in text and f":{line}" in text and path in text
@@ -539,7 +550,7 @@ def test_job_ids_are_unique(tmp_path):
     write(tmp_path, "4.yaml", "name: api\nservice: {replicas: 2}\n---\nname: api\nservice: {readiness_probe: /}\n")
     write(tmp_path, "5.yaml", "name: api-replica-1\n")
     ids = [job.id for job in to_jobs(load_specs([tmp_path]))]
-    assert ids == ["train", "train-2", "train-2-2", "train-3", "3-unnamed",
+    assert ids == ["train", "train-2", "train-2-2", "train-3", "job-3-unnamed",
                    "api-replica-1", "api-replica-2", "api-2-replica-1", "api-replica-1-2"]
 
 

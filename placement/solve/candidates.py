@@ -124,7 +124,8 @@ def fits(job: Job, demand: Demand, offer: Offer, policy: Policy) -> bool:
                 return False
         elif offer.gpu_count < demand.accelerator_count:
             return False
-        if job.gpu_memory_gb is not None and offer.gpu_memory_gb < job.gpu_memory_gb:
+        needed = job.gpu_memory_needed(policy.memory.margin)
+        if needed is not None and offer.gpu_memory_gb < needed:
             return False
     if offer.vcpus < demand.cpus or offer.memory_gb < demand.memory_gb:
         return False
@@ -152,7 +153,8 @@ def _group_fits(job: Job, demand: Demand, group: Group, policy: Policy) -> bool:
 
 
 def _signature(job: Job) -> tuple:
-    return (job.demands, job.num_nodes, job.tiers, job.spot_ok, job.onprem_only, job.gpu_memory_gb)
+    return (job.demands, job.num_nodes, job.tiers, job.spot_ok, job.onprem_only, job.gpu_memory_gb,
+            job.gpu_memory_estimated)
 
 
 def _pareto(options: list[SignatureOption]) -> list[SignatureOption]:

@@ -27,11 +27,14 @@ def why_infeasible(job: Job, offers: tuple[Offer, ...], blocked: frozenset[str],
     if not with_type:
         return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no on-prem node, pool or cloud offers {' or '.join(gpus)}",
                       scope=",".join(gpus))
-    if job.gpu_memory_gb is not None and gpus:
-        if all(o.gpu_memory_gb < job.gpu_memory_gb for o in with_type):
+    needed = job.gpu_memory_needed(policy.memory.margin)
+    if needed is not None and gpus:
+        if all(o.gpu_memory_gb < needed for o in with_type):
             largest = max(o.gpu_memory_gb for o in with_type)
+            margin = (f" (an estimated {job.gpu_memory_gb:g} GB + the policy's {policy.memory.margin:.0%} margin)"
+                      if job.gpu_memory_estimated else "")
             return Reason(ReasonCode.INSUFFICIENT_GPU_MEMORY,
-                          f"needs {job.gpu_memory_gb:g} GB per GPU; the largest {'/'.join(gpus)} has {largest:g} GB",
+                          f"needs {needed:g} GB per GPU{margin}; the largest {'/'.join(gpus)} has {largest:g} GB",
                           scope=",".join(gpus))
     in_tiers = [o for o in with_type if o.tier in job.tiers and (not job.onprem_only or o.tier is Tier.ONPREM)]
     if not in_tiers:
