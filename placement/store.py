@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     status TEXT NOT NULL             -- intended, done, failed
 );
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions(status);
+CREATE INDEX IF NOT EXISTS decisions_job ON decisions(job_id, seq);  -- a job's history (explain, its launch)
 CREATE TABLE IF NOT EXISTS spend (
     job_id TEXT NOT NULL,
     team TEXT NOT NULL,
@@ -324,6 +325,7 @@ class Compaction:
     seconds: float
 
 
+_RECORD_CACHE = 20_000  # decoded job rows kept (`Store._job_record`)
 _TOTALS_READY = "spend_totals_ready"  # meta: the running spend totals cover every spend row
 
 
@@ -337,6 +339,7 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._records: dict[tuple, JobRecord] = {}  # row -> its decoded record (`_job_record`)
         if durable:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
@@ -361,6 +364,18 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _job_record(self, row: sqlite3.Row) -> JobRecord:
+        """The record of a row, decoded once per distinct row: a round reads the active jobs several times, and
+        decoding their specs was a fifth of a replay's time. Records are frozen; their specs are not to be
+        changed in place (`dataclasses.replace` and `dict(record.spec)` make new ones)."""
+        key = tuple(row)
+        record = self._records.get(key)
+        if record is None:
+            if len(self._records) >= _RECORD_CACHE:
+                self._records.clear()
+            record = self._records[key] = _job(row)
+        return record
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -415,7 +430,7 @@ class Store:
     def job(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
+        return self._job_record(row) if row else None
 
     def jobs(self, *, states: Iterable[JobState] | None = None, team: str | None = None,
              service: str | None = None) -> list[JobRecord]:
@@ -435,7 +450,7 @@ class Store:
             query += " WHERE " + " AND ".join(clauses)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY submitted_at, id", args).fetchall()
-        return [_job(r) for r in rows]
+        return [self._job_record(r) for r in rows]
 
     def set_reservations(self, reservations: Iterable[StoredReservation], now: float) -> None:
         """Replace the recorded reservations with the latest round's."""
@@ -644,7 +659,7 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT * FROM jobs WHERE started_at IS NOT NULL AND (finished_at IS NULL OR "
                                     "finished_at > ?) ORDER BY submitted_at, id", (since,)).fetchall()
-        return [_job(r) for r in rows]
+        return [self._job_record(r) for r in rows]
 
     def unassessed_finished_jobs(self, limit: int) -> list[JobRecord]:
         """Finished jobs that ran and have no `job_usage` row yet, the earliest finished first."""
@@ -654,7 +669,7 @@ class Store:
                 f"SELECT jobs.* FROM jobs LEFT JOIN job_usage ON job_usage.job_id = jobs.id WHERE job_usage.job_id "
                 f"IS NULL AND jobs.started_at IS NOT NULL AND jobs.state IN ({','.join('?' * len(terminal))}) "
                 "ORDER BY jobs.finished_at, jobs.id LIMIT ?", [*terminal, limit]).fetchall()
-        return [_job(r) for r in rows]
+        return [self._job_record(r) for r in rows]
 
     def record_assessment(self, record: JobRecord, usage: JobUsageRecord, flags: list[SimilarJobFlag],
                           now: float) -> None:

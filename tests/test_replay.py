@@ -93,3 +93,16 @@ def test_the_command_names_what_is_wrong():
     assert result.exit_code == 1 and "END must be after START" in result.output
     result = CliRunner().invoke(app, ["replay", str(OPENB), "--baseline", "slurm"])
     assert result.exit_code == 1 and "unknown baseline 'slurm'" in result.output
+
+
+def test_the_trace_nodes_are_scaled_to_the_share_of_peak_demand_asked_for():
+    from clouds.inventory import import_alibaba_nodes
+    from placement.replay.world import scaled_nodes
+
+    nodes = import_alibaba_nodes(TRACES / "alibaba_gpu2023_openb_nodes_raw.csv")
+    for target in (8.8, 13.5, 100.0, 1000.0):
+        chosen = scaled_nodes(nodes, target, seed=0)
+        total = sum(n.gpus for n in chosen)
+        assert abs(total - target) <= 1.0 or abs(total - target) / target < 0.01, (target, total)
+        assert all(n.gpus for n in chosen) and chosen == scaled_nodes(nodes, target, seed=0)
+    assert scaled_nodes(nodes, 100.0, seed=0) != scaled_nodes(nodes, 100.0, seed=1)

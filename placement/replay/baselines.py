@@ -112,12 +112,14 @@ class Baseline:
         """FIFO; EASY backfill where `backfills`; `sky-k8s` places every job at once, on-prem or public."""
         reserved: set[str] = set()
         shadow = math.inf
+        free = self._free()
         for waiting in list(self.queue):
-            fit = self._onprem_fit(waiting.job, avoid=reserved, ends=now + waiting.job.expected_hours * 3600.0,
-                                   shadow=shadow)
+            fit = self._onprem_fit(waiting.job, free, avoid=reserved,
+                                   ends=now + waiting.job.expected_hours * 3600.0, shadow=shadow)
             if fit is not None:
                 self._launch_onprem(waiting, *fit, now)
                 self.queue.remove(waiting)
+                free = self._free()
             elif self.bursts_at_once:
                 if self._burst(waiting):
                     self.queue.remove(waiting)
@@ -131,11 +133,12 @@ class Baseline:
     def _free(self) -> dict[str, Offer]:
         return {o.name: o for o in self.nodes.offers({k: tuple(v) for k, v in self.held.items()})}
 
-    def _onprem_fit(self, job: Job, avoid: set[str], ends: float, shadow: float
+    def _onprem_fit(self, job: Job, free: dict[str, Offer], avoid: set[str], ends: float, shadow: float
                     ) -> tuple[tuple[Offer, ...], Demand] | None:
-        """The first nodes (by name) with room for the job now; reserved nodes only if it ends before the
-        reservation."""
-        free = self._free()
+        """The first nodes (by name) with room for the job now (`free`: each node's free capacity); reserved
+        nodes only if it ends before the reservation."""
+        if not any(o.gpu_count > 0 or o.vcpus > 0 for o in free.values()):
+            return None
         for demand in job.demands:
             chosen = []
             for name in sorted(free):

@@ -47,24 +47,43 @@ def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     ax.legend(fontsize=7)
     written.append(_save(fig, directory / "onprem_allocation.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    by_name = {r["name"]: r for r in results["runs"]}
-    for r in results["runs"]:
-        if r["p95_wait_high_min"] is None:
-            continue
-        marker = "s" if r["kind"] == "baseline" else "o"
-        ax.scatter(r["usd_cloud"], r["p95_wait_high_min"], marker=marker)
-        ax.annotate(r["name"], (r["usd_cloud"], r["p95_wait_high_min"]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
-    front = [by_name[n] for n in results.get("front") or []]
+    written.append(cost_vs_wait(results["runs"], results.get("front") or [], directory / "cost_vs_wait.png"))
+    return written
+
+
+def cost_vs_wait(runs: list[dict[str, Any]], front_names: list[str], path: Path) -> Path:
+    """$ public + private against the p95 wait of high + critical jobs, a point per run (runs at the same point
+    share a label), the front as a dashed line; a log scale for the wait when the waits span decades."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points = [r for r in runs if r["p95_wait_high_min"] is not None]
+    xs = [r["usd_cloud"] for r in points]
+    near = 0.03 * (max(xs) - min(xs) + 1.0) if xs else 1.0
+    labels: list[tuple[float, float, list[str]]] = []  # points closer than the eye can tell share one label
+    for r in points:
+        x, y = r["usd_cloud"], r["p95_wait_high_min"]
+        ax.scatter(x, y, marker="s" if r["kind"] == "baseline" else "o",
+                   color="tab:orange" if r["kind"] == "baseline" else "tab:blue", zorder=3)
+        cluster = next((c for c in labels if abs(c[0] - x) <= near and abs(c[1] - y) <= 0.15 * max(c[1], y, 1.0)),
+                       None)
+        if cluster is None:
+            labels.append((x, y, [r["name"]]))
+        else:
+            cluster[2].append(r["name"])
+    for x, y, names in labels:
+        ax.annotate("\n".join(names), (x, y), fontsize=7, xytext=(5, 3), textcoords="offset points",
+                    verticalalignment="bottom")
+    by_name = {r["name"]: r for r in points}
+    front = [by_name[n] for n in front_names if n in by_name]
     if len(front) > 1:
         ax.plot([r["usd_cloud"] for r in front], [r["p95_wait_high_min"] for r in front], "k--", linewidth=1,
                 label="sweep front")
         ax.legend(fontsize=7)
+    waits = [r["p95_wait_high_min"] for r in points if r["p95_wait_high_min"] > 0]
+    if waits and max(waits) / min(waits) > 20:
+        ax.set_yscale("log")
     ax.set(xlabel="$ public + private", ylabel="p95 wait of high + critical jobs (min)",
-           title="Cost versus wait (circles: policies, squares: baselines)")
-    written.append(_save(fig, directory / "cost_vs_wait.png"))
-    return written
+           title="Cost versus wait (circles: engine policies, squares: baselines)")
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -51,16 +51,20 @@ def peak_gpu_demand(jobs: Iterable[TraceJob]) -> float:
 
 
 def scaled_nodes(nodes: list[NodeSpec], gpus: float, seed: int) -> list[NodeSpec]:
-    """GPU nodes of a cluster, drawn in a seeded order until they hold at least `gpus` GPUs: the cluster's
-    mix of machines, at the size asked for."""
+    """GPU nodes of a cluster in a seeded order, each taken while the total stays within `gpus`, then the
+    one node that brings the total closest to it: the cluster's mix of machines, at about the size asked."""
     pool = sorted((n for n in nodes if n.gpus), key=lambda n: n.name)
     random.Random(seed).shuffle(pool)
-    chosen, total = [], 0.0
+    chosen, rest, total = [], [], 0.0
     for node in pool:
-        if total >= gpus:
-            break
-        chosen.append(node)
-        total += node.gpus * node.count
+        if total + node.gpus * node.count <= gpus + 1e-9:
+            chosen.append(node)
+            total += node.gpus * node.count
+        else:
+            rest.append(node)
+    best = min(rest, key=lambda n: abs(total + n.gpus * n.count - gpus), default=None)
+    if best is not None and (not chosen or abs(total + best.gpus * best.count - gpus) < abs(total - gpus)):
+        chosen.append(best)
     return sorted(chosen, key=lambda n: n.name)
 
 
