@@ -13,7 +13,11 @@ that bound: the rest of the gap is what packing jobs onto nodes loses, less
 what the repacks (`method` counts them) win back in the round's remaining time.
 
     python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--seeds 7] [--bound-max 10000] [--time-limit S]
+                                         [--busy 0.7]
                                          [--out FILE]
+
+`--busy 0.7` puts running work with expected ends on 70% of the GPU nodes (half to all of each), so the
+round's capacity forecast, waiting and reservations have work to do at scale.
 
 With several seeds (`--seeds 7,8,9,10,11,12,13,14`) it also prints, per size,
 the mean and the worst ratio over the seeds: one instance's ratio moves by a
@@ -24,6 +28,7 @@ seed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import random
@@ -37,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from clouds.catalog import load_catalog_dir  # noqa: E402
 from clouds.inventory import Inventory, import_alibaba_nodes  # noqa: E402
-from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier  # noqa: E402
+from placement.model import Demand, Job, Offer, Running, Sharing, Snapshot, Tier  # noqa: E402
 from placement.solve import solve_round  # noqa: E402
 from placement.solve.bound import lp_lower_bound  # noqa: E402
 from policies import load_policy  # noqa: E402
@@ -97,24 +102,48 @@ def make_jobs(count: int, nodes: list[Offer], rng: random.Random) -> tuple[Job, 
     return tuple(jobs)
 
 
-def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: int) -> Snapshot:
+def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: int, busy: float = 0.0) -> Snapshot:
     rng = random.Random(seed)
     all_nodes = Inventory(nodes=import_alibaba_nodes(NODES_CSV)).offers()
     nodes = rng.sample(all_nodes, nodes_count)
     pools, quotas = private_pools()
     jobs = make_jobs(jobs_count, nodes, rng)
-    return Snapshot(jobs=jobs, offers=tuple(nodes + pools + public), pool_quotas=tuple(quotas.items()))
+    nodes, running = occupy(nodes, busy, random.Random(f"busy:{seed}"))
+    return Snapshot(jobs=jobs, offers=tuple(nodes + pools + public), pool_quotas=tuple(quotas.items()),
+                    running=tuple(running))
 
 
-def run(sizes: list[int], bound_max: int, seed: int, policy: Policy) -> list[dict]:
+def occupy(nodes: list[Offer], busy: float, rng: random.Random) -> tuple[list[Offer], list[Running]]:
+    """A `busy` share of the GPU nodes holds running work (half to all of its GPUs, CPUs and memory alike) with
+    expected ends over the next hours, so the capacity forecast has something to forecast."""
+    offers, running = [], []
+    for node in nodes:
+        if not node.gpu_count or rng.random() >= busy:
+            offers.append(node)
+            continue
+        share = rng.choice([0.5, 0.75, 1.0])
+        held = (node.gpu_count * share, node.vcpus * share, node.memory_gb * share)
+        offers.append(dataclasses.replace(node, gpu_count=node.gpu_count - held[0], vcpus=node.vcpus - held[1],
+                                          memory_gb=node.memory_gb - held[2],
+                                          whole=(node.gpu_count, node.vcpus, node.memory_gb)))
+        running.append(Running(job_id=f"running-{node.name}", team=rng.choice(TEAMS), tier=Tier.ONPREM,
+                               offer_id=node.id, gpus=held[0], rate_per_hour=node.price_per_hour * share,
+                               name="train", nodes=(node.name,), per_node=held,
+                               elapsed_hours=rng.uniform(0.0, 4.0), expected_hours=rng.uniform(0.5, 12.0)))
+    return offers, running
+
+
+def run(sizes: list[int], bound_max: int, seed: int, policy: Policy, busy: float = 0.0) -> list[dict]:
     catalog = load_catalog_dir(ROOT / "configs" / "catalogs")
     results = []
     for jobs_count in sizes:
-        snapshot = make_snapshot(jobs_count, SIZES.get(jobs_count, jobs_count // 10), catalog.offers, seed)
+        snapshot = make_snapshot(jobs_count, SIZES.get(jobs_count, jobs_count // 10), catalog.offers, seed, busy)
         milp = solve_round(snapshot, policy).plan
         greedy = solve_round(snapshot, policy, method="greedy").plan
         record = {
             "seed": seed, "jobs": jobs_count, "onprem_nodes": SIZES.get(jobs_count, jobs_count // 10),
+            "running_onprem": len(snapshot.running), "reservations": len(milp.reservations),
+            "waiting_for_forecast": sum(1 for _, r in milp.queued if "expected free" in r.message),
             "offers": len(snapshot.offers), "public_offers": len(catalog.offers),
             "classes": milp.stats.num_classes, "variables": milp.stats.num_variables,
             "build_s": round(milp.stats.build_seconds, 3), "solve_s": round(milp.stats.solve_seconds, 3),
@@ -160,6 +189,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="7", help="comma-separated instance seeds")
     parser.add_argument("--policy", default="balanced")
     parser.add_argument("--time-limit", type=float, default=None, help="override the policy's solver.time_limit_s")
+    parser.add_argument("--busy", type=float, default=0.0,
+                        help="share of on-prem GPU nodes holding running work with expected ends (the forecast's input)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "placement_scale.json"))
     args = parser.parse_args()
     policy = load_policy(args.policy)
@@ -168,7 +199,7 @@ def main() -> None:
             update={"solver": policy.solver.model_copy(update={"time_limit_s": args.time_limit})})
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = [record for seed in seeds for record in run(sizes, args.bound_max, seed, policy)]
+    results = [record for seed in seeds for record in run(sizes, args.bound_max, seed, policy, args.busy)]
     summary = summarise(results)
     if len(seeds) > 1:
         for record in summary:

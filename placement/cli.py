@@ -513,6 +513,12 @@ def _age(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _clock(at: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(at).strftime("%H:%M:%S")
+
+
 @app.command("explain")
 @_handled
 def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], address: AddressOpt = None) -> None:
@@ -528,6 +534,19 @@ def explain_cmd(job: Annotated[str, typer.Argument(help="The job's id.")], addre
         out.print(f"[yellow]{row['reason_code']}[/yellow]: {row['reason']}")
     if answer.get("queue_cost") is not None:
         out.print(f"Waiting costs ${answer['queue_cost']:,.2f} in the last round's objective.")
+    forecast = answer.get("forecast")
+    if forecast is not None:
+        premium = forecast["burst_premium_usd"]
+        out.print(f"Forecast: on-prem {forecast['gpu'] or 'CPU'} ({', '.join(forecast['onprem_nodes'])}) has room in "
+                  f"{forecast['start_in_min']:g} min; waiting costs ${forecast['delay_usd']:,.2f} of delay, then "
+                  f"${forecast['onprem_usd']:,.2f} on-prem"
+                  + (f"; bursting now would cost ${premium:,.2f} more" if premium is not None else "")
+                  + f" -> {forecast['decision']}")
+    reservation = answer.get("reservation")
+    if reservation is not None:
+        out.print(f"Reservation: {', '.join(reservation['nodes'])} from {_clock(reservation['start_at'])} to "
+                  f"{_clock(reservation['until'])}; only work ending before it may run there "
+                  f"(bursting would cost ${reservation['premium_usd']:,.2f} more)")
     if answer["alternatives"]:
         table = Table(title="Options in the last round")
         for column in ("tier", "offer", "$ over the job", "objective", "vs chosen", "blocked by", "recommended by"):

@@ -108,6 +108,15 @@ class Offer:
     # The whole machine that `price_per_hour` pays for, where `gpu_count`, `vcpus` and `memory_gb` say only
     # what is free now (an on-prem node with work on it); None: the free amounts are the whole machine.
     whole: tuple[float, float, float] | None = None  # (GPUs, vCPUs, memory GB)
+    # EASY backfill: the node is reserved for `reserved_for` from `free_for_hours` from now on, so other work may
+    # use it only if it is expected to end by then (None: no reservation).
+    reserved_for: str | None = None
+    free_for_hours: float | None = None
+
+    @property
+    def whole_gpus(self) -> float:
+        """GPUs of the whole machine, free or not."""
+        return self.whole[0] if self.whole else self.gpu_count
 
     def job_price_per_hour(self, demand: Demand) -> float:
         """What one node of a job with this demand pays per hour on this offer."""
@@ -139,6 +148,28 @@ class Running:
     gpus: float
     rate_per_hour: float  # $ per hour it costs now
     pool: str | None = None
+    # What the capacity forecast needs (placement/solve/forecast.py): the on-prem nodes it holds and what it
+    # holds on each, how long it has run and how long it was expected to run (None: no expected end, a service).
+    name: str = ""
+    nodes: tuple[str, ...] = ()
+    per_node: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (GPUs, vCPUs, memory GB) held on each node
+    elapsed_hours: float = 0.0
+    expected_hours: float | None = None
+    # Moving it back on-prem (placement/solve/migrate.py): whether it may be restarted, and what a restart costs.
+    priority: str = ""
+    gpu: str | None = None
+    migratable: bool = False
+    restart_hours: float | None = None  # None: the policy's downscale.restart_hours
+
+
+@dataclass(frozen=True, slots=True)
+class DurationRatio:
+    """How long finished runs of a team (and job name) really ran, as a multiple of their expected hours."""
+
+    team: str
+    name: str | None  # None: the team's ratio over all its job names
+    ratio: float
+    runs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +181,8 @@ class Snapshot:
     running: tuple[Running, ...] = ()
     pool_quotas: tuple[tuple[str, float], ...] = ()  # private pool -> GPU quota
     blocked_offers: frozenset[str] = frozenset()  # offers on cool-down after a failed launch
+    duration_ratios: tuple[DurationRatio, ...] = ()  # learned from finished runs (forecast.learn_ratios)
+    reserved: frozenset[str] = frozenset()  # jobs holding a reservation recorded by the last round
 
 
 class ReasonCode(StrEnum):
@@ -162,6 +195,7 @@ class ReasonCode(StrEnum):
     OVER_SURGE_CAP = "OverSurgeCap"
     OVER_BUDGET = "OverBudget"
     WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    WAITING_FOR_RESERVED_CAPACITY = "WaitingForReservedCapacity"  # holds a reservation on the nodes that free first
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +244,32 @@ class SolveStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """Nodes held for a waiting large job from when they are forecast to free (EASY backfill's shadow time)."""
+
+    job_id: str
+    nodes: tuple[str, ...]
+    gpu: str | None
+    start_hours: float  # from the round's snapshot
+    hours: float  # how long the job is expected to hold them
+    premium_usd: float  # what starting now on the cheapest other capacity would cost more than waiting
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """Running cloud work moved to on-prem capacity that freed: stopped gracefully, then started on `nodes`."""
+
+    job_id: str
+    from_offer: str
+    nodes: tuple[str, ...]
+    remaining_hours: float
+    saves_usd: float  # remaining hours x (its rate - the on-prem rate), less the restart cost
+    restart_usd: float
+    reason: str
+    placement: Placement  # where it starts again (a new attempt)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """The answer of one round: where each job goes, or why it waits."""
 
@@ -217,6 +277,8 @@ class Plan:
     queued: tuple[tuple[str, Reason], ...]
     stats: SolveStats
     queue_costs: tuple[tuple[str, float], ...] = field(default=())
+    reservations: tuple[Reservation, ...] = ()
+    migrations: tuple[Migration, ...] = ()
 
     def placement_of(self, job_id: str) -> Placement | None:
         return next((p for p in self.placements if p.job_id == job_id), None)

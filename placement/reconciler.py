@@ -195,6 +195,29 @@ class Reconciler:
             self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=action.grace_seconds)
             self.store.finish_decision(seq, "done")
 
+    def migrate(self, plan: Plan, grace_seconds: float) -> None:
+        """Move running cloud work back on-prem (`plan.migrations`): each move is recorded, the cloud work is
+        stopped gracefully (`grace_seconds` to checkpoint), and the job is launched again, as a new attempt, on
+        the on-prem nodes the round kept for it."""
+        now = self.clock()
+        moved = []
+        for move in plan.migrations:
+            record = self.store.job(move.job_id)
+            if record is None or record.state not in ACTIVE or not record.handle or not record.tier:
+                continue
+            fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
+                      "reason_code": "Migrating", "reason": move.reason}
+            seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
+                                             {"tier": record.tier, "reason": move.reason, "migrate": True,
+                                              "to": list(move.nodes), "saves_usd": round(move.saves_usd, 4),
+                                              "grace_seconds": grace_seconds}, now, fields)
+            self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=grace_seconds)
+            self.store.finish_decision(seq, "done")
+            moved.append(move)
+        if moved:
+            records = {m.job_id: self.store.job(m.job_id) for m in moved}
+            self.apply(dataclasses.replace(plan, placements=tuple(m.placement for m in moved), queued=()), records)
+
     # --- watching -----------------------------------------------------------------------------------------
 
     def observe(self) -> None:

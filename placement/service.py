@@ -27,7 +27,7 @@ from clouds.gpus import canonical_gpu, gpu_memory_gb
 from clouds.inventory import load_inventory
 from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
-from placement.model import Job, Offer, Plan, Running, Snapshot, Tier
+from placement.model import DurationRatio, Job, Offer, Plan, Running, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
                             flags_for, usage_series)
 from placement.memory_history import MemoryHistory, MemoryPeak, facts_key, remember
@@ -39,9 +39,10 @@ from placement.spend import RateLimit, rate_caps
 from placement.solve import RoundResult, solve_round
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
+from placement.solve.forecast import FinishedRun, learn_ratios
 from placement.spec import launch_name, spec_from_data, to_job, to_jobs
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
-                             ServiceRecord, Store, UsageCheckpoint)
+                             ServiceRecord, Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
 
 
@@ -156,6 +157,7 @@ class Engine:
                          Tier.PRIVATE: private_provider(inventory)} | providers
         self.providers = providers
         offers_by_id = {o.id: o for o in self.static_offers}
+        self._offers_by_id = offers_by_id
         self.reconciler = Reconciler(self.store, providers, clock, on_error, offers=offers_by_id,
                                      failover=config.failover)
         self.caps = CapGuard(self.store, offers_by_id)
@@ -307,7 +309,7 @@ class Engine:
                 running.append(Running(job_id=record.id, team=record.team, tier=Tier(record.tier),
                                        offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
                                            len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
-                                       pool=pool))
+                                       pool=pool, **_forecast_facts(record, now, self._offers_by_id)))
         offers: list[Offer] = []
         for tier in Tier:
             provider = self.providers.get(tier)
@@ -321,13 +323,31 @@ class Engine:
         placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
         similar, peaks = self._recommendations(), self._memory_peaks()
         snapshot = Snapshot(jobs=tuple(self._job(r, now, similar, peaks) for r in placeable), offers=tuple(offers),
-                            running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked)
+                            running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked,
+                            duration_ratios=self._duration_ratios(),
+                            reserved=frozenset(r.job_id for r in self.store.reservations()))
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
         result = solve_round(snapshot, policy)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
+        if result.plan.migrations:
+            self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
+        notes = _burst_notes(result)
+        if notes:
+            self.store.add_events(notes, now)
         self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
+        self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
+                                                       now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)
+                                     for r in result.plan.reservations], now)
         self.last_result, self.last_snapshot = result, snapshot
         return self._report(now, time.perf_counter() - start, result.plan, check.limits, downscaled)
+
+    def _duration_ratios(self) -> tuple[DurationRatio, ...]:
+        """Each team's (and job name's) actual/expected duration, from the store's finished runs."""
+        try:
+            return learn_ratios(FinishedRun(*row) for row in self.store.finished_runs())
+        except Exception:  # an unreadable row must not stop placement: the forecast then trusts the estimates
+            log.exception("learning duration ratios from finished runs failed; using the jobs' own estimates")
+            return ()
 
     def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
                 downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
@@ -404,6 +424,11 @@ class Engine:
             {"similar_job": n.flag.job_id, "kind": n.flag.kind.value, "reason": n.flag.reason,
              "recommendation": n.flag.recommendation.text,
              "alternative": shape(n.demand) if n.demand is not None else None, "note": n.note} for n in rightsizing]
+        reservation = next((r for r in self.store.reservations() if r.job_id == job_id), None)
+        if reservation is not None:
+            answer["reservation"] = {"nodes": list(reservation.nodes), "gpu": reservation.gpu,
+                                     "start_at": reservation.start_at, "until": reservation.until,
+                                     "premium_usd": round(reservation.premium_usd, 2)}
         result = self.last_result
         if result is not None and job_id in result.job_options and self.last_snapshot is not None:
             job = next(j for j in self.last_snapshot.jobs if j.id == job_id)
@@ -420,6 +445,17 @@ class Engine:
                 return f"similar job {flag.job_id} ({flag.kind.value})" if flag is not None else None
 
             answer["queue_cost"] = result.queue_costs.get(job_id)
+            wait = result.waits.get(job_id)
+            if wait is not None:
+                burst = min((job_objective(job, o, self.policy) for o in options if o.group.node_count is None),
+                            default=None)
+                answer["forecast"] = {
+                    "onprem_nodes": list(wait.nodes), "gpu": wait.gpu, "start_in_min": round(wait.hours * 60, 1),
+                    "delay_usd": round(wait.delay, 4), "onprem_usd": round(wait.eventual, 4),
+                    "within_max_wait": wait.within_max_wait,
+                    "burst_premium_usd": round(burst - wait.cost, 4) if burst is not None else None,
+                    "decision": ("placed" if placement else "waits") if wait.within_max_wait else
+                    "may not wait: the forecast start is past its max_wait"}
             answer["alternatives"] = [
                 {"tier": a.offer.tier.value, "offer": a.offer.id, "usd": round(a.dollars, 2),
                  "objective": round(a.objective, 4), "vs_chosen": round(a.delta_objective, 4),
@@ -662,6 +698,44 @@ def desired_replicas(service: ServiceRecord) -> int:
     if service.target_qps is None or service.load_qps is None:
         return service.min_replicas
     return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
+
+
+def _burst_notes(result: RoundResult) -> list[tuple[str, str, str]]:
+    """Why each job placed off-prem did not wait for the on-prem capacity the forecast saw coming, with the
+    numbers, for `explain`'s history (a queued job's reason carries them while it waits)."""
+    notes = []
+    queue_costs = result.queue_costs
+    for placement in result.plan.placements:
+        wait = result.waits.get(placement.job_id)
+        if placement.tier is Tier.ONPREM or wait is None:
+            continue
+        why = (f"waiting would have cost ${queue_costs[placement.job_id] - placement.objective:,.2f} more"
+               if wait.within_max_wait else "the forecast start is past its max_wait")
+        notes.append((placement.job_id, "burst",
+                      f"on-prem {wait.gpu or 'CPU'} ({', '.join(wait.nodes)}) was expected free in "
+                      f"{wait.hours * 60:.0f} min (${wait.delay:,.2f} of delay, then ${wait.eventual:,.2f} "
+                      f"on-prem); {placement.tier.value} {placement.target} now: {why}"))
+    return notes
+
+
+def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> dict[str, Any]:
+    """What the capacity forecast needs of running work: nodes, what it holds on each, run time so far, and
+    its expected hours (none for a service replica, which runs until scaled down); and what moving it back
+    on-prem needs: whether it can restart (`spot_ok`, `use_spot` or `migratable`, one node only), what a
+    restart costs, its GPU type."""
+    placement = record.spec.get("placement") or {}
+    expected = None if record.service else float(placement.get("expected_hours", 1.0))
+    started = record.started_at if record.started_at is not None else now  # planned or starting: the clock starts now
+    offer = offers.get(record.offer_id or "")
+    restartable = bool(placement.get("migratable") or placement.get("spot_ok")
+                       or (record.spec.get("resources") or {}).get("use_spot"))
+    return {"name": record.name, "nodes": record.nodes if record.tier == Tier.ONPREM.value else (),
+            "per_node": (record.gpus or 0.0, record.cpus or 0.0, record.memory_gb or 0.0),
+            "elapsed_hours": max(now - started, 0.0) / 3600.0, "expected_hours": expected,
+            "priority": record.priority, "gpu": offer.gpu if offer is not None else None,
+            "migratable": restartable and record.state is JobState.RUNNING and not record.service
+            and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
+            "restart_hours": placement.get("restart_hours")}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,

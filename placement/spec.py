@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt,
-                      PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
+                      NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
@@ -627,6 +627,12 @@ class PlacementSpec(_Strict):
     tiers: Annotated[list[Tier], Field(min_length=1)] = Field(default_factory=lambda: list(Tier))
     spot_ok: bool = Field(False, description="may run on spot capacity (resources.use_spot: true means only spot)")
     budget_usd: PositiveFloat | None = None
+    migratable: bool = Field(False, description="may be stopped (gracefully, to checkpoint) and restarted on-prem "
+                                                "when on-prem capacity frees and the move saves more than the "
+                                                "restart costs; spot_ok implies it")
+    restart_hours: NonNegativeFloat | None = Field(None, description="work lost and start-up time when the job is "
+                                                                     "moved (its checkpoint interval); default: the "
+                                                                     "policy's downscale.restart_hours")
     data_residency: Literal["onprem"] | None = Field(None, description="onprem: the job never leaves on-prem")
     gpu_memory: GpuMemoryHint | None = None
 

@@ -151,6 +151,15 @@ CREATE TABLE IF NOT EXISTS usage_checkpoints (  -- a running launch's figures fr
     observed_hours REAL NOT NULL,
     usage TEXT NOT NULL              -- placement.debt.Usage as JSON
 );
+CREATE TABLE IF NOT EXISTS reservations (  -- the latest round's reservations (placement.model.Reservation)
+    job_id TEXT PRIMARY KEY,
+    nodes TEXT NOT NULL,             -- JSON list of node names
+    gpu TEXT,
+    start_at REAL NOT NULL,          -- when the nodes are forecast to free (engine clock)
+    until REAL NOT NULL,             -- start_at + the job's expected hours
+    premium_usd REAL NOT NULL,       -- what bursting instead would have cost more
+    at REAL NOT NULL                 -- the round that made it
+);
 CREATE TABLE IF NOT EXISTS recommendations (  -- the flags of the latest flagged run of each job (team, name)
     team TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -208,6 +217,18 @@ class JobRecord:
     reason_code: str | None
     reason: str | None
     service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReservation:
+    """A recorded reservation, in engine-clock times."""
+
+    job_id: str
+    nodes: tuple[str, ...]
+    gpu: str | None
+    start_at: float
+    until: float
+    premium_usd: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +452,34 @@ class Store:
             rows = self._db.execute(query + " ORDER BY submitted_at, id", args).fetchall()
         return [self._job_record(r) for r in rows]
 
+    def set_reservations(self, reservations: Iterable[StoredReservation], now: float) -> None:
+        """Replace the recorded reservations with the latest round's."""
+        with self._tx() as db:
+            db.execute("DELETE FROM reservations")
+            db.executemany("INSERT INTO reservations (job_id, nodes, gpu, start_at, until, premium_usd, at) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(r.job_id, json.dumps(list(r.nodes)), r.gpu, r.start_at, r.until, r.premium_usd, now)
+                            for r in reservations])
+
+    def reservations(self) -> list[StoredReservation]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM reservations ORDER BY start_at, job_id").fetchall()
+        return [StoredReservation(r["job_id"], tuple(json.loads(r["nodes"])), r["gpu"], r["start_at"], r["until"],
+                                  r["premium_usd"]) for r in rows]
+
+    def finished_runs(self, limit: int = 5000) -> list[tuple[str, str, float, float]]:
+        """(team, name, expected hours, actual hours) of the latest succeeded runs, newest first.
+
+        Only succeeded runs: a failed or cancelled one says nothing about how long the work takes.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT team, name, COALESCE(json_extract(spec, '$.placement.expected_hours'), 1.0) AS expected, "
+                "(finished_at - started_at) / 3600.0 AS actual FROM jobs WHERE state = ? AND service IS NULL "
+                "AND started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY finished_at DESC, id LIMIT ?",
+                (JobState.SUCCEEDED.value, limit)).fetchall()
+        return [(r["team"], r["name"], float(r["expected"]), float(r["actual"])) for r in rows]
+
     def set_pending_reasons(self, reasons: dict[str, tuple[str, str]], now: float) -> None:
         """The latest round's reason for each job it left pending (code, message)."""
         with self._tx() as db:
@@ -447,6 +496,12 @@ class Store:
                        [*fields.values(), now, job_id])
             db.execute("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                        (job_id, now, event, detail))
+
+    def add_events(self, events: Iterable[tuple[str, str, str]], now: float) -> None:
+        """Log (job id, kind, detail) events in one transaction."""
+        with self._tx() as db:
+            db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           [(job_id, now, kind, detail) for job_id, kind, detail in events])
 
     def events(self, job_id: str) -> list[tuple[float, str, str]]:
         with self._lock:

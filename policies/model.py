@@ -153,6 +153,11 @@ class Policy(_Strict):
         description="Priority classes and the $ one GPU-hour of delay costs for each.")
     expected_wait_hours: float = Field(
         1.0, gt=0, description="How long a job left queued is expected to wait for the capacity it prefers.")
+    lookahead: bool = Field(
+        True, description="Forecast when on-prem capacity frees from running work's expected ends (corrected by "
+                          "finished runs): a queued job waits for it when that costs less than bursting, large "
+                          "jobs get reservations, cloud work moves back when it pays. false: only capacity free "
+                          "now counts, and a queued job is priced as waiting expected_wait_hours.")
     overdue_multiplier: float = Field(
         10.0, ge=1, description="Delay costs this many times more once a job has waited past its max_wait.")
     cpus_per_gpu_equivalent: float = Field(

@@ -180,11 +180,11 @@ def expected_rate(offer: Offer, demand: Demand, num_nodes: int) -> float:
     """$ per hour of a whole job, derived from the pricing rules, not from Offer.job_price_per_hour."""
     if offer.sharing is Sharing.DEDICATED:
         return offer.price_per_hour * num_nodes
-    if offer.gpu_count > 0 and demand.accelerator_count > 0:
-        share = demand.accelerator_count / offer.gpu_count
+    gpus, vcpus, memory_gb = offer.whole or (offer.gpu_count, offer.vcpus, offer.memory_gb)  # the whole machine
+    if gpus > 0 and demand.accelerator_count > 0:
+        share = demand.accelerator_count / gpus
     else:
-        share = min(1.0, max(demand.cpus / offer.vcpus if offer.vcpus else 0.0,
-                             demand.memory_gb / offer.memory_gb if offer.memory_gb else 0.0))
+        share = min(1.0, max(demand.cpus / vcpus if vcpus else 0.0, demand.memory_gb / memory_gb if memory_gb else 0.0))
     return offer.price_per_hour * share * num_nodes
 
 

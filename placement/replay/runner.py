@@ -163,7 +163,9 @@ class EngineDriver:
         self.engine = Engine(config, dict(providers), clock=clock)
         self.engine.policy = work_limited(policy)
         self.world = world
-        self._deadlines: dict[str, float] = {}  # job id -> when it reaches its max_wait
+        # job id -> when it must burst to start within its max_wait (the public start-up before it; the
+        # forecast lets it wait until then: placement.solve.costs.allowed_wait_hours), and when it reaches it
+        self._deadlines: dict[str, tuple[float, float]] = {}
         caps = policy.caps
         self._budgets = any(c.usd_per_day is not None or c.usd_per_month is not None
                             for c in ([caps.global_] if caps.global_ else []) + list(caps.teams.values()))
@@ -173,7 +175,8 @@ class EngineDriver:
         for job_id, job in zip(ids, jobs):
             wait = max_wait_s(job)
             if wait is not None:
-                self._deadlines[job_id] = now + wait
+                burst_s = self.engine.policy.startup_minutes.get(Tier.PUBLIC, 0.0) * 60.0
+                self._deadlines[job_id] = (now + max(wait - burst_s, 0.0), now + wait)
         return ids
 
     def round(self, now: float) -> RoundRow:
@@ -187,8 +190,8 @@ class EngineDriver:
     def deadlines(self, now: float) -> Iterable[float]:
         pending = {r.id for r in self.engine.store.jobs(states=[JobState.PENDING])}
         # A placed job's max_wait no longer matters; one requeued later is past it already.
-        self._deadlines = {j: d for j, d in self._deadlines.items() if j in pending and d > now}
-        found = list(self._deadlines.values())
+        self._deadlines = {j: d for j, d in self._deadlines.items() if j in pending and d[-1] > now}
+        found = [t for d in self._deadlines.values() for t in d if t > now]
         if self._budgets:
             found.append(now - (now % 86400.0) + 86400.0)  # the next UTC day: budgets become new rates
         return found

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from placement.model import Snapshot
 from placement.solve import milp
-from placement.solve.candidates import build_classes, group_offers
+from placement.solve.candidates import Waiting, build_classes
+from placement.solve.engine import look_ahead
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
 
 
 def lp_lower_bound(snapshot: Snapshot, policy: Policy, time_limit_s: float = 600.0) -> float:
-    groups = group_offers(snapshot)
-    classes, _ = build_classes(snapshot.jobs, groups, policy, aggregate=False)
+    """The bound of the round's model: the same forecast, reservations and queue costs as `solve_round`."""
+    jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))
+    snapshot, groups, forecast, _ = look_ahead(snapshot, jobs, policy)
+    classes, _ = build_classes(jobs, groups, policy, aggregate=False, waiting=Waiting(forecast, policy))
     formulation = formulate(classes, CapacityLedger(snapshot, groups, policy), packable=False)
     solution = milp.solve(formulation.program, integer=False, backend=policy.solver.backend,
                           time_limit_s=time_limit_s)

@@ -17,7 +17,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier
-from placement.solve.costs import option_cost, queue_cost, startup_cost, waits_for
+from placement.solve.costs import (Wait, allowed_wait_hours, delay_rate, option_cost, queue_cost, startup_cost,
+                                   waits_for)
+from placement.solve.forecast import Forecast, Start
 from policies.model import Policy
 
 HOURS_BUCKET_RATIO = 1.25  # jobs whose durations differ by less than this share a class
@@ -92,7 +94,8 @@ def group_offers(snapshot: Snapshot) -> list[Group]:
         if offer.sharing is Sharing.SHARED and offer.capacity is not None:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.zone, offer.gpu, offer.gpu_count,
                    offer.gpu_memory_gb, offer.vcpus, offer.memory_gb, offer.price_per_hour, offer.gco2_per_kwh,
-                   offer.gpu_watts, offer.host_watts, offer.labels, offer.whole)
+                   offer.gpu_watts, offer.host_watts, offer.labels, offer.whole, offer.reserved_for,
+                   offer.free_for_hours)
             copies = offer.capacity
         else:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.name, offer.spot,
@@ -210,16 +213,80 @@ def eventual_objective(job: Job, hours: float, options: list[SignatureOption], p
     return min(job_objective(job, o, policy, hours) for o in owned)
 
 
+class Waiting:
+    """What waiting for forecast on-prem capacity costs each job (`costs.Wait`), priced once per node and shape."""
+
+    def __init__(self, forecast: Forecast | None, policy: Policy):
+        self.forecast = forecast if forecast else None
+        self.policy = policy
+        self._prices: dict[tuple, tuple[float, float]] = {}
+        self._starts: dict[str, Start | None] = {}
+
+    def of(self, job: Job, hours: float | None = None, options: list[SignatureOption] | None = None
+           ) -> Wait | None:
+        """The job's wait for its forecast on-prem start; None where the forecast has nothing to say.
+
+        The first call for a job gives its options this round (later calls reuse the answer). A job with
+        room on-prem now (an on-prem option) is priced as waiting for the next room running work gives back
+        (if it loses what is free now to other work this round), when that comes before `expected_wait_hours`.
+        """
+        if self.forecast is None:
+            return None
+        hours = job.expected_hours if hours is None else hours
+        if job.id in self._starts:
+            start = self._starts[job.id]
+        else:
+            fits_now = any(o.group.tier is Tier.ONPREM for o in options or ())
+            start = None if fits_now else self.forecast.start(job, self.policy)
+            if fits_now or (start is not None and start.hours <= 1e-9):
+                start = self.forecast.start(job, self.policy, releases_only=True)
+                if start is not None and start.hours >= self.policy.expected_wait_hours:
+                    start = None
+            self._starts[job.id] = start
+        if start is None:
+            return None
+        node = start.nodes[0]
+        key = (node.price_per_hour, node.whole, node.gpu_count, node.gco2_per_kwh, node.gpu_watts, node.host_watts,
+               start.demand, job.num_nodes, job.priority)  # what option_cost reads: identical nodes price alike
+        price = self._prices.get(key)
+        if price is None:
+            startup = startup_cost(job, start.demand, node.tier, self.policy)
+            per_hour = option_cost(job, node, start.demand, self.policy, hours=1.0).objective - startup
+            price = self._prices[key] = (per_hour, startup)
+        eventual = price[0] * hours + price[1]
+        return Wait(start.hours, start.node_names, node.gpu, delay_rate(job, self.policy) * start.hours, eventual,
+                    start.hours <= allowed_wait_hours(job, self.policy) + 1e-9)
+
+
+def queue_cost_of(job: Job, hours: float, options: list[SignatureOption], wait: Wait | None,
+                  policy: Policy) -> float:
+    """Leaving the job queued: its forecast wait's cost where it may wait that long, else the policy's guess."""
+    if wait is not None and wait.within_max_wait:
+        return wait.cost
+    return queue_cost(job, eventual_objective(job, hours, options, policy), policy)
+
+
+def usable(job: Job, option: SignatureOption) -> bool:
+    """EASY backfill: a node reserved for another job takes only work expected to end before the reservation."""
+    offer = option.group.offer
+    return (offer.free_for_hours is None or offer.reserved_for == job.id
+            or job.expected_hours <= offer.free_for_hours + 1e-9)
+
+
 def team_scope(team: str, policy: Policy) -> str | None:
     return team if team in policy.quotas or team in policy.caps.teams else None
 
 
-def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy,
-                  aggregate: bool = True) -> tuple[list[JobClass], dict[str, list[SignatureOption]]]:
+def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy, aggregate: bool = True,
+                  waiting: Waiting | None = None) -> tuple[list[JobClass], dict[str, list[SignatureOption]]]:
     """Jobs grouped into classes with their priced options; also each job's signature options.
 
-    Jobs with no feasible option at all get an empty option list and no class.
+    Jobs with no feasible option at all get an empty option list and no class. `waiting` prices a
+    queued job's wait for forecast on-prem capacity.
     """
+    waiting = waiting or Waiting(None, policy)
+    horizons = sorted({g.offer.free_for_hours for g in groups if g.offer.free_for_hours is not None})
+    reserved_for = {g.offer.reserved_for for g in groups if g.offer.reserved_for is not None}
     by_gpu, onprem = index_groups(groups)
     sig_cache: dict[tuple, list[SignatureOption]] = {}
     job_options: dict[str, list[SignatureOption]] = {}
@@ -229,14 +296,19 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy,
         if sig not in sig_cache:
             sig_cache[sig] = signature_options(job, by_gpu, onprem, policy)
         options = [o for o in sig_cache[sig]
-                   if job.budget_usd is None or o.rate * job.expected_hours <= job.budget_usd + 1e-9]
+                   if (job.budget_usd is None or o.rate * job.expected_hours <= job.budget_usd + 1e-9)
+                   and usable(job, o)]
         job_options[job.id] = options
         if not options:
             continue
+        wait = waiting.of(job, options=options)
         overdue = job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours
         if aggregate:
             bucket = round(math.log(job.expected_hours) / math.log(HOURS_BUCKET_RATIO))
-            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, job.budget_usd)
+            may_wait = None if wait is None else wait.within_max_wait
+            backfills = tuple(job.expected_hours <= h + 1e-9 for h in horizons)
+            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, job.budget_usd, may_wait,
+                   backfills, job.id if job.id in reserved_for else None)
         else:
             key = (job.id,)
         buckets[key].append(job)
@@ -246,7 +318,7 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy,
         rep = members[0]
         hours = sum(j.expected_hours for j in members) / len(members)
         options = job_options[rep.id]
-        queue = queue_cost(rep, eventual_objective(rep, hours, options, policy), policy)
+        queue = queue_cost_of(rep, hours, options, waiting.of(rep, hours), policy)
         cls = JobClass(len(classes), members, hours, team_scope(rep.team, policy), queue)
         for option in options:
             objective = job_objective(rep, option, policy, hours)
@@ -256,7 +328,7 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy,
     return classes, job_options
 
 
-def job_queue_cost(job: Job, options: list[SignatureOption], policy: Policy) -> float:
-    return queue_cost(job, eventual_objective(job, job.expected_hours, options, policy), policy)
+def job_queue_cost(job: Job, options: list[SignatureOption], policy: Policy, wait: Wait | None = None) -> float:
+    return queue_cost_of(job, job.expected_hours, options, wait, policy)
 
 

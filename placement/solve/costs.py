@@ -4,11 +4,14 @@ An option is a (job, offer, demand) triple. Its objective is the policy's
 weighted sum of dollars, carbon, start-up delay and tier bias. Leaving a job
 queued costs the delay it suffers plus what it will cost when it does run on
 the capacity it is waiting for, so that bursting is chosen exactly when the
-premium over owned capacity is worth less than the delay it saves.
+premium over owned capacity is worth less than the delay it saves. Where the
+capacity forecast (forecast.py) says when an on-prem node will have room, the
+delay is the time until then and the run is priced on that node (`Wait`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from placement.model import Demand, Job, Offer, Sharing, Tier
@@ -72,8 +75,37 @@ def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: f
 
 
 def queue_cost(job: Job, eventual_objective: float, policy: Policy) -> float:
-    """The objective of leaving `job` queued this round: its delay plus what it costs when it does run."""
+    """The objective of leaving `job` queued with no forecast: `expected_wait_hours` of delay plus its run."""
     return delay_rate(job, policy) * policy.expected_wait_hours + eventual_objective
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Waiting for on-prem capacity the forecast sees coming: when, where, and what it costs.
+
+    `within_max_wait` false: the forecast start is past what is left of the job's max_wait, so the job
+    is not priced as waiting for it (it bursts); the figures stay for `explain`.
+    """
+
+    hours: float  # until the forecast start, from the snapshot
+    nodes: tuple[str, ...]
+    gpu: str | None
+    delay: float  # $ of delay until then
+    eventual: float  # objective of the run on those nodes, start-up included
+    within_max_wait: bool = True
+
+    @property
+    def cost(self) -> float:
+        return self.delay + self.eventual
+
+
+def allowed_wait_hours(job: Job, policy: Policy) -> float:
+    """How much longer the job may wait for on-prem capacity and still start within its max_wait if it bursts
+    then (the slowest start-up of the other tiers it allows counts against it); inf: it has no max_wait."""
+    if job.max_wait_hours is None:
+        return math.inf
+    burst_startup = max((policy.startup_minutes.get(t, 0.0) for t in job.tiers if t is not Tier.ONPREM), default=0.0)
+    return job.max_wait_hours - job.waited_hours - burst_startup / 60.0
 
 
 def waits_for(tier: Tier) -> bool:

@@ -1,5 +1,8 @@
 """One placement round: `Snapshot + Policy -> Plan`, pure and deterministic.
 
+0. Forecast when on-prem nodes have room from running work's expected ends (forecast), reserve the
+   nodes that free first for the most valuable large waiting job per GPU type (reserve: other work may
+   use them only if it ends first), and price each queued job as waiting until its forecast start.
 1. Group offers, class jobs, price every worthwhile option (candidates).
 2. Solve the class-level integer program under the policy's time limit (formulation, milp).
 3. Realise the class counts job by job through the capacity ledger: the
@@ -14,7 +17,8 @@
 5. Keep the better of that plan and the greedy's, and repack a few on-prem
    nodes at a time exactly in the time left (repack), winning back what
    packing the model's counts onto nodes lost.
-6. Give every queued job its reason.
+6. Move running cloud work back to the on-prem capacity left free when that saves more than its restart
+   (migrate), and give every queued job its reason.
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from time import perf_counter
 
-from placement.model import Job, Offer, Placement, Plan, Snapshot, SolveStats, Tier
+from placement.model import Job, Offer, Placement, Plan, Reservation, Snapshot, SolveStats, Tier
 from placement.solve import milp
-from placement.solve.candidates import (JobClass, SignatureOption, build_classes, group_offers, job_objective,
-                                        job_queue_cost)
-from placement.solve.costs import delay_rate, gpu_units
-from placement.solve.explain import why_infeasible, why_queued
+from placement.solve.candidates import (Group, JobClass, SignatureOption, Waiting, build_classes, group_offers,
+                                        job_objective, job_queue_cost)
+from placement.solve.costs import Wait, delay_rate, gpu_units
+from placement.solve.explain import why_infeasible, why_queued, why_reserved
+from placement.solve.forecast import Forecast, Ratios
+from placement.solve.migrate import migrations
+from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
-from placement.solve.ledger import CapacityLedger, Chosen
+from placement.solve.ledger import CapacityLedger, Chosen, placement_of
 from placement.solve.repack import Repacker
 from policies.model import Policy
 
@@ -54,6 +62,7 @@ class RoundResult:
     plan: Plan
     job_options: dict[str, list[SignatureOption]]
     ledger: CapacityLedger
+    waits: dict[str, Wait | None] = dataclasses.field(default_factory=dict)  # each job's forecast wait
 
     @property
     def queue_costs(self) -> dict[str, float]:
@@ -90,15 +99,24 @@ def _without_gc_pauses() -> Iterator[None]:
 
 def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult:
     start = perf_counter()
-    if not snapshot.jobs:  # nothing to place: no offers to group, no model to build (most rounds of a replay)
+    if not snapshot.jobs:  # nothing to place: no model to build (most rounds of a replay); only moves back to weigh
+        moves: tuple = ()
+        ledger = CapacityLedger(snapshot, [], policy)
+        if policy.lookahead and any(r.migratable and r.tier is not Tier.ONPREM for r in snapshot.running):
+            groups = group_offers(snapshot)
+            ledger = CapacityLedger(snapshot, groups, policy)
+            moves = migrations(snapshot.running, groups, ledger, Ratios(snapshot.duration_ratios), policy)
         stats = SolveStats(method="empty", status="no pending jobs", build_seconds=0.0, solve_seconds=0.0,
                            total_seconds=perf_counter() - start, objective=0.0)
-        return RoundResult(Plan((), (), stats), {}, CapacityLedger(snapshot, [], policy))
+        return RoundResult(Plan((), (), stats, migrations=moves), {}, ledger)
     jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.id))  # same input, same plan
-    groups = group_offers(snapshot)
-    classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate)
+    snapshot, groups, forecast, reservations = look_ahead(snapshot, jobs, policy)
+    waiting = Waiting(forecast, policy)
+    classes, job_options = build_classes(jobs, groups, policy, aggregate=policy.solver.aggregate, waiting=waiting)
     ledger = CapacityLedger(snapshot, groups, policy)
-    queue_costs = {job.id: job_queue_cost(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
+    waits = {job.id: waiting.of(job) for job in jobs if job_options[job.id]}
+    queue_costs = {job.id: job_queue_cost(job, job_options[job.id], policy, waits[job.id])
+                   for job in jobs if job_options[job.id]}
     ranked = {job.id: _ranked(job, job_options[job.id], policy) for job in jobs if job_options[job.id]}
 
     build_seconds = solve_seconds = 0.0
@@ -138,23 +156,44 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         if repacks:
             used += f" + {repacks} repacks"
 
+    moves = migrations(snapshot.running, groups, ledger, forecast.ratios, policy) if policy.lookahead else ()
     placements, queued = [], []
     objective = 0.0
+    reservations = tuple(r for r in reservations if r.job_id not in placed)
+    reserved = {r.job_id: r for r in reservations}
     for job in jobs:
         if job.id in placed:
-            placement = _placement(job, placed[job.id])
+            placement = placement_of(job, placed[job.id])
             placements.append(placement)
             objective += placement.objective
+        elif job.id in reserved:
+            objective += queue_costs.get(job.id, 0.0)
+            queued.append((job.id, why_reserved(reserved[job.id])))
         elif not job_options[job.id]:
             queued.append((job.id, why_infeasible(job, snapshot.offers, snapshot.blocked_offers, policy)))
         else:
             objective += queue_costs[job.id]
-            queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy)))
+            queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy,
+                                              waits.get(job.id))))
     stats = SolveStats(method=used, status=status, build_seconds=build_seconds, solve_seconds=solve_seconds,
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
                        num_variables=num_vars, lower_bound=bound)
-    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())))
-    return RoundResult(plan, job_options, ledger)
+    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves)
+    return RoundResult(plan, job_options, ledger, waits)
+
+
+def look_ahead(snapshot: Snapshot, jobs: tuple[Job, ...], policy: Policy
+               ) -> tuple[Snapshot, list[Group], Forecast, tuple[Reservation, ...]]:
+    """The forecast and the round's reservations, and the snapshot and offer groups with the reserved nodes
+    marked (without look-ahead the forecast sees no running work: only what is free now)."""
+    groups = group_offers(snapshot)
+    forecast = Forecast(snapshot.offers, snapshot.running if policy.lookahead else (), snapshot.duration_ratios)
+    reservations = plan_reservations(jobs, forecast, groups, policy, snapshot.reserved)
+    if reservations:
+        snapshot = with_reservations(snapshot, reservations)
+        groups = group_offers(snapshot)
+        forecast = Forecast(snapshot.offers, snapshot.running, snapshot.duration_ratios, holds(reservations))
+    return snapshot, groups, forecast, reservations
 
 
 def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[float] | None, str, float | None]:
@@ -272,18 +311,3 @@ def _fill(jobs: tuple[Job, ...], ranked: dict[str, list[tuple[float, int, Signat
             if offers is not None:
                 placed[job.id] = Chosen(objective, option, offers)
                 break
-
-
-def _placement(job: Job, chosen: Chosen) -> Placement:
-    option, offers = chosen.option, chosen.offers
-    offer = offers[0]
-    on_nodes = offer.tier is Tier.ONPREM
-    target = ",".join(o.name for o in offers) if on_nodes else (
-        f"{offer.pool}/{offer.gpu}" if offer.tier is Tier.PRIVATE else offer.name)
-    return Placement(
-        job_id=job.id, offer_id=offer.id, tier=offer.tier, provider=offer.provider, target=target,
-        gpu=option.demand.accelerator, gpus_per_node=option.demand.accelerator_count, num_nodes=job.num_nodes,
-        spot=offer.spot, rate_per_hour=option.rate, expected_cost=option.rate * job.expected_hours,
-        objective=chosen.objective,
-        nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region,
-        cpus_per_node=option.demand.cpus, memory_gb_per_node=option.demand.memory_gb)

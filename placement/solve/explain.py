@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from placement.model import Job, Offer, Reason, ReasonCode, Sharing, Tier
+from placement.model import Job, Offer, Reason, ReasonCode, Reservation, Sharing, Tier
 from placement.solve.candidates import SignatureOption, fits, job_objective
+from placement.solve.costs import Wait
 from placement.solve.ledger import CapacityLedger
 from policies.model import Policy
 
@@ -62,8 +63,21 @@ def why_infeasible(job: Job, offers: tuple[Offer, ...], blocked: frozenset[str],
     return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no offer with room matches {shape}")
 
 
+def in_time(hours: float) -> str:
+    """A forecast delay in words: "in 14 min", "in 3.2 h"."""
+    return f"in {hours * 60:.0f} min" if hours < 2 else f"in {hours:.1f} h"
+
+
+def why_reserved(reservation: Reservation) -> Reason:
+    gpu = reservation.gpu or "CPU"
+    return Reason(ReasonCode.WAITING_FOR_RESERVED_CAPACITY,
+                  f"{gpu} node group ({', '.join(reservation.nodes)}) reserved, expected "
+                  f"{in_time(reservation.start_hours)}; bursting would cost ${reservation.premium_usd:,.2f} more; "
+                  f"only work ending before then may use those nodes", scope=reservation.gpu)
+
+
 def why_queued(job: Job, options: list[SignatureOption], queue: float, ledger: CapacityLedger,
-               policy: Policy) -> Reason:
+               policy: Policy, wait: Wait | None = None) -> Reason:
     """The limit that keeps a feasible job queued: the blocker of its best worthwhile option."""
     ranked = sorted(options, key=lambda o: job_objective(job, o, policy))
     for option in ranked:
@@ -83,6 +97,12 @@ def why_queued(job: Job, options: list[SignatureOption], queue: float, ledger: C
     if burst is None:
         return Reason(ReasonCode.WAITING_FOR_CAPACITY, "every node that fits is taken", scope=job.demands[0].accelerator)
     premium = job_objective(job, burst, policy) - queue
+    if wait is not None and wait.within_max_wait:
+        return Reason(ReasonCode.WAITING_FOR_CAPACITY,
+                      f"on-prem {wait.gpu or 'CPU'} node group ({', '.join(wait.nodes)}) expected free "
+                      f"{in_time(wait.hours)}; bursting to {burst.group.offer.provider} {burst.group.offer.name} "
+                      f"would cost ${premium:,.2f} more (waiting: ${wait.delay:,.2f} of delay, then "
+                      f"${wait.eventual:,.2f} on-prem)", scope=wait.gpu)
     return Reason(ReasonCode.WAITING_FOR_CAPACITY,
                   f"owned capacity is taken; starting now on {burst.group.offer.provider} {burst.group.offer.name} "
                   f"would cost ${premium:,.2f} more than waiting {policy.expected_wait_hours:g} h is worth",

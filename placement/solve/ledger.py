@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from placement.model import Demand, Job, Offer, Reason, ReasonCode, Snapshot, Tier
+from placement.model import Demand, Job, Offer, Placement, Reason, ReasonCode, Snapshot, Tier
 from placement.solve.candidates import Group, SignatureOption
 from policies.model import Policy
 
@@ -301,3 +301,19 @@ class CapacityLedger:
         """Count `job` on `option` against quotas and caps (`sign=-1` gives it back)."""
         offer = option.group.offer
         self._charge(job.team, offer.tier, offer.pool, sign * option.gpus, sign * option.rate)
+
+
+def placement_of(job: Job, chosen: Chosen) -> Placement:
+    """The plan's record of a job put where `chosen` says."""
+    option, offers = chosen.option, chosen.offers
+    offer = offers[0]
+    on_nodes = offer.tier is Tier.ONPREM
+    target = ",".join(o.name for o in offers) if on_nodes else (
+        f"{offer.pool}/{offer.gpu}" if offer.tier is Tier.PRIVATE else offer.name)
+    return Placement(
+        job_id=job.id, offer_id=offer.id, tier=offer.tier, provider=offer.provider, target=target,
+        gpu=option.demand.accelerator, gpus_per_node=option.demand.accelerator_count, num_nodes=job.num_nodes,
+        spot=offer.spot, rate_per_hour=option.rate, expected_cost=option.rate * job.expected_hours,
+        objective=chosen.objective,
+        nodes=tuple(o.name for o in offers) if on_nodes else (), region=offer.region,
+        cpus_per_node=option.demand.cpus, memory_gb_per_node=option.demand.memory_gb)
