@@ -125,6 +125,19 @@ class PlacementService:
     def logs(self, job_id: str) -> str:
         return self._engine.logs(job_id)
 
+    def store_path(self) -> str:
+        return str(self._engine.store.path)
+
+    def launch_secrets(self, handle: str) -> dict[str, str]:
+        """The secret values of the job whose current launch is `handle` (asked by its entrypoint,
+        placement.secret_exec, over the authenticated cluster); nothing for a finished or unknown launch."""
+        from placement.secrets import split_env
+
+        record = self._engine.store.job_by_handle(handle)
+        if record is None or record.state.terminal:
+            raise ValueError(f"no running launch {handle!r}")
+        return split_env(record.spec)[1]
+
     def pid(self) -> int:
         import os
 
