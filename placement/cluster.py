@@ -103,8 +103,24 @@ def find_address(address: str | None) -> tuple[str | None, str | None]:
 def connect(address: str) -> Any:
     """Attach this process to the cluster; returns Ray's context (it has `dashboard_url`)."""
     ensure_token()
+    if _is_loopback(address):
+        _keep_loopback()
     return ray.init(address=address, namespace=NAMESPACE, ignore_reinit_error=True, log_to_driver=False,
                     logging_level="ERROR")
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _keep_loopback() -> None:
+    """Ray turns a loopback address into this machine's network address before connecting, unless it runs with
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which it reads once at import; this process imported it already."""
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def try_connect(address: str | None) -> Any | None:
@@ -151,7 +167,7 @@ def start_local(inventory: Inventory | None, listen: str | None = None) -> dict[
             started["sessions"].append(_run_in_session(
                 [sys.executable, "-m", "placement.simnodes", recorded, json.dumps(nodes)], env))
     except BaseException:
-        stop_local(started)
+        stop_local(started, grace_s=0.0)
         raise
     return started
 
@@ -183,7 +199,7 @@ def _run_in_session(command: list[str], env: dict[str, str]) -> int:
                                start_new_session=True)
     output, _ = process.communicate()
     if process.returncode != 0:
-        stop_local({"sessions": [process.pid]})
+        stop_local({"sessions": [process.pid]}, grace_s=0.0)
         tail = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
         raise ClusterError(f"`{' '.join(command[:3])}` failed: {tail[0].strip()[:300]}")
     return process.pid
@@ -220,17 +236,18 @@ def session_processes(sessions: list[int]) -> list[Any]:
     return list(found.values())
 
 
-def stop_local(started: dict[str, Any]) -> bool:
-    """End the processes of the sessions `start_local` started (SIGTERM, then SIGKILL); True if any were running."""
+def stop_local(started: dict[str, Any], grace_s: float = STOP_GRACE_S) -> bool:
+    """End the processes of the sessions `start_local` started (SIGTERM, then SIGKILL after `grace_s`); True if
+    any were running."""
     import psutil
 
     processes = session_processes(started.get("sessions") or [])
     for process in processes:
         try:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM if grace_s else signal.SIGKILL)
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_S)
+    _, alive = psutil.wait_procs(processes, timeout=grace_s or STOP_GRACE_S)
     for process in alive:
         try:
             process.kill()

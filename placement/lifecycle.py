@@ -9,6 +9,9 @@ back as one line naming the path, not as an actor's death.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +48,7 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig, 
         notes.append(stale)
     started: dict[str, Any] | None = None
     if found is None:
+        _check_local_store(config.store_path)  # the service will run here: a bad store starts nothing
         inventory = None
         if simulate_inventory:
             from clouds.inventory import load_inventory
@@ -59,11 +63,14 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig, 
         found = started["address"]
     try:
         context = connect(found)
-        started_service = _ensure_service(context, config, store_given)
+        # Ray's error listener prints the traceback of a service that fails to start to stdout, on its own
+        # thread; the cause is said once, in one line, by the caller.
+        with contextlib.redirect_stdout(io.StringIO()):
+            started_service = _ensure_service(context, config, store_given)
     except BaseException as exc:
         if started is not None:
             ray.shutdown()
-            stop_local(started)
+            stop_local(started, grace_s=0.0)  # nothing of it is worth keeping
             write_state({})
         if isinstance(exc, UpError):
             raise
@@ -76,6 +83,16 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig, 
                  "store": config.store_path if started_service else state.get("store", config.store_path)})
     return {"started_ray": started is not None, "started_service": started_service,
             "dashboard": context.dashboard_url, "address": gcs, "notes": notes}
+
+
+def _check_local_store(path: str) -> None:
+    from placement.secrets import SecretError
+    from placement.store import Store, StoreError
+
+    try:
+        Store(path).close()
+    except (StoreError, SecretError) as exc:
+        raise UpError(str(exc)) from None
 
 
 def _ensure_service(context: Any, config: ServiceConfig, store_given: bool) -> bool:
@@ -96,9 +113,10 @@ def _ensure_service(context: Any, config: ServiceConfig, store_given: bool) -> b
 
 
 def _one_line(exc: BaseException) -> str:
-    """Ray's errors carry whole tracebacks; the first line says what happened."""
+    """Ray's errors carry whole tracebacks: the exception that ended one says what happened, else the first line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
+    raised = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", line)]
+    text = raised[-1] if raised else lines[0] if lines else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 
