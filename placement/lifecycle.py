@@ -127,6 +127,10 @@ def down() -> dict[str, bool]:
     if state.get("address") and try_connect(state["address"]) is not None:
         service = find_service()
         if service is not None:
+            try:  # its telemetry agents are detached: they would outlive it on a cluster that stays up
+                ray.get(service.stop_agents.remote(), timeout=START_TIMEOUT_S)
+            except ray.exceptions.RayError:
+                pass
             ray.kill(service, no_restart=True)
             stopped_service = True
         ray.shutdown()
