@@ -148,7 +148,9 @@ def start_local(inventory: Inventory | None, listen: str | None = None) -> dict[
     host = listen or LOOPBACK
     if listen is None:
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every Ray server binds to 127.0.0.1
-    started: dict[str, Any] = {"sessions": []}
+    import psutil
+
+    started: dict[str, Any] = {"sessions": [], "boot_time": psutil.boot_time()}
     try:
         args = ["--head", f"--port={_port(host, 6379)}", "--include-dashboard=true",
                 f"--dashboard-host={host}", f"--dashboard-port={_port(host, 8265)}",
@@ -241,6 +243,8 @@ def stop_local(started: dict[str, Any], grace_s: float = STOP_GRACE_S) -> bool:
     any were running."""
     import psutil
 
+    if started.get("boot_time", psutil.boot_time()) != psutil.boot_time():
+        return False  # recorded before a reboot: those sessions' numbers may name someone else's processes now
     processes = session_processes(started.get("sessions") or [])
     for process in processes:
         try:

@@ -66,7 +66,7 @@ def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig, 
         # Ray's error listener prints the traceback of a service that fails to start to stdout, on its own
         # thread; the cause is said once, in one line, by the caller.
         with contextlib.redirect_stdout(io.StringIO()):
-            started_service = _ensure_service(context, config, store_given)
+            started_service = _ensure_service(context, config, store_given, store_checked=started is not None)
     except BaseException as exc:
         if started is not None:
             ray.shutdown()
@@ -95,7 +95,7 @@ def _check_local_store(path: str) -> None:
         raise UpError(str(exc)) from None
 
 
-def _ensure_service(context: Any, config: ServiceConfig, store_given: bool) -> bool:
+def _ensure_service(context: Any, config: ServiceConfig, store_given: bool, store_checked: bool) -> bool:
     service = find_service()
     if service is not None:
         running = ray.get(service.store_path.remote(), timeout=START_TIMEOUT_S)
@@ -103,10 +103,11 @@ def _ensure_service(context: Any, config: ServiceConfig, store_given: bool) -> b
             raise UpError(f"the service is already running with the store {running}; `placement down` first "
                           f"to use {config.store_path}")
         return False
-    try:
-        ray.get(_check_store.remote(config.store_path), timeout=START_TIMEOUT_S)
-    except ray.exceptions.RayTaskError as exc:
-        raise UpError(_one_line(exc.cause if exc.cause is not None else exc)) from None
+    if not store_checked:  # checked where the service will run: the cluster's head node may be another machine
+        try:
+            ray.get(_check_store.remote(config.store_path), timeout=START_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as exc:
+            raise UpError(_one_line(exc.cause if exc.cause is not None else exc)) from None
     handle = start_service(replace(config, dashboard_url=context.dashboard_url))
     ray.get(handle.status.remote("-"), timeout=START_TIMEOUT_S)  # wait until it answers
     return True

@@ -342,12 +342,12 @@ class Store:
     def _job(self, row: sqlite3.Row) -> JobRecord:
         return JobRecord(
             id=row["id"], name=row["name"], team=row["team"], priority=row["priority"],
-            spec=self._sealer.unseal(json.loads(row["spec"])), source=row["source"], state=JobState(row["state"]), attempt=row["attempt"],
-            submitted_at=row["submitted_at"], updated_at=row["updated_at"], started_at=row["started_at"],
-            finished_at=row["finished_at"], tier=row["tier"], target=row["target"], offer_id=row["offer_id"],
-            handle=row["handle"], nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"],
-            cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"], reason_code=row["reason_code"], reason=row["reason"],
-            service=row["service"])
+            spec=self._sealer.unseal(json.loads(row["spec"])), source=row["source"], state=JobState(row["state"]),
+            attempt=row["attempt"], submitted_at=row["submitted_at"], updated_at=row["updated_at"],
+            started_at=row["started_at"], finished_at=row["finished_at"], tier=row["tier"], target=row["target"],
+            offer_id=row["offer_id"], handle=row["handle"],
+            nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"], cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"],
+            reason_code=row["reason_code"], reason=row["reason"], service=row["service"])
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
@@ -381,7 +381,8 @@ class Store:
             db.executemany(
                 "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch, "
                 "service) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, j.name, j.team, j.priority, json.dumps(self._sealer.seal(j.spec)), j.source, JobState.PENDING.value, now, now,
+                [(job_id, j.name, j.team, j.priority, json.dumps(self._sealer.seal(j.spec)), j.source,
+                  JobState.PENDING.value, now, now,
                   batch, service_ids.get(j.service, j.service) if j.service else None)
                  for job_id, j in zip(ids, jobs)])
             db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, 'submitted', ?)",

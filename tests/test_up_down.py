@@ -67,12 +67,16 @@ def _gone(root: Path, timeout_s: float = 10.0) -> list[psutil.Process]:
 
 
 def test_up_starts_an_authenticated_loopback_ray_refuses_another_store_and_down_stops_it(home):
+    """With a simulated inventory node: it joins the loopback head too."""
     root, env = home
     store = root / "state" / "one.db"
     (root / "ray" / "ray").mkdir()
     stale = root / "ray" / "ray" / "ray_current_cluster"
     stale.write_text("127.0.0.1:1")  # left by a cluster that is gone
-    started = _placement(env, "up", "--store", str(store), "--interval", "30")
+    inventory = root / "inventory.yaml"  # one simulated node besides the head
+    inventory.write_text("nodes: [{name: t4, gpu: T4, gpus: 1, cpus: 1, memory_gb: 2}]\n")
+    started = _placement(env, "up", "--simulate-inventory", "--inventory", str(inventory), "--store", str(store),
+                         "--interval", "30")
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"ignored the stale Ray address file {stale}" in started.stderr
     assert "started a local Ray; started the service" in started.stdout and "127.0.0.1 only" in started.stdout
@@ -81,6 +85,7 @@ def test_up_starts_an_authenticated_loopback_ray_refuses_another_store_and_down_
 
     processes = _processes_of(root)
     assert any(p.name() == "gcs_server" for p in processes)
+    assert sum(p.name() == "raylet" for p in processes) == 2  # the head and the simulated node
     listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in _listening(p)}
     assert listening and {ip.removeprefix("::ffff:") for ip, _ in listening} == {"127.0.0.1"}, listening
     dashboard = started.stdout.split("Dashboard: ")[1].split()[0]
