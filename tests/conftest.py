@@ -70,6 +70,9 @@ def ray_cluster():
     for name, args in SIMULATED_NODES.items():
         cluster.simulated[name] = cluster.add_node(labels={"placement.node": name}, **args)
     cluster.wait_for_nodes()
+    # A job's supervisor finds its cluster through the address file in the head's temp dir; Cluster writes it one
+    # level down. Without it the supervisor takes any Ray process on the machine for its own (Ray's legacy "auto").
+    (tmp / "ray_current_cluster").write_text(cluster.address)
     ray.init(address=cluster.address, namespace="placement-tests")
     yield cluster
     ray.shutdown()
