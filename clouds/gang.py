@@ -27,6 +27,7 @@ import sys
 from typing import Any
 
 from clouds.telemetry import HANDLE_ENV
+from placement.secret_exec import SECRET_NAMES_ENV
 
 NODE_IDS_ENV = "PLACEMENT_NODE_IDS"  # comma-separated Ray node ids, rank order
 BUNDLE_ENV = "PLACEMENT_BUNDLE"  # JSON: the Ray resources of one node's share, e.g. {"GPU": 8, "CPU": 16}
@@ -84,9 +85,12 @@ def run(script: str, node_ids: list[str], resources: dict[str, float], name: str
     task_resources: dict[str, Any] = {"num_gpus": resources.get("GPU", 0), "num_cpus": resources.get("CPU", 0),
                                       "memory": resources.get("memory", 0) or None, "max_retries": 0}
     remote = ray.remote(_run_rank)
+    # The secrets this driver was started with (placement.secret_exec) go to the ranks as task arguments, which
+    # the dashboard does not show, rather than in a runtime_env, which it does.
+    secrets = {n: os.environ[n] for n in os.environ.get(SECRET_NAMES_ENV, "").split(",") if n in os.environ}
     ranks = {remote.options(**task_resources, scheduling_strategy=PlacementGroupSchedulingStrategy(
         group, placement_group_bundle_index=rank)).remote(script, {
-            "SKYPILOT_NODE_RANK": str(rank), "SKYPILOT_NUM_NODES": str(len(node_ids)),
+            **secrets, "SKYPILOT_NODE_RANK": str(rank), "SKYPILOT_NUM_NODES": str(len(node_ids)),
             "SKYPILOT_NODE_IPS": "\n".join(ips), "SKYPILOT_NUM_GPUS_PER_NODE": f"{resources.get('GPU', 0):g}"}): rank
         for rank in range(len(node_ids))}
     signal.signal(signal.SIGTERM, _stopped)

@@ -12,6 +12,9 @@ handle, the entrypoint label selector pins it to the chosen node by Ray's own
 `ray.io/node-id` label, and entrypoint resources reserve its GPUs, CPUs and
 memory there (Ray then sets CUDA_VISIBLE_DEVICES for its GPUs; a job with no
 GPUs gets an empty CUDA_VISIBLE_DEVICES so it cannot see the node's GPUs).
+Secret values (`placement.secrets`) are not in the runtime_env, which the job
+API shows: the entrypoint fetches them from the service when it starts
+(`placement.secret_exec`).
 A multi-node job's driver instead reserves every chosen node with a placement
 group and runs the script on each (clouds/gang.py).
 """
@@ -29,6 +32,7 @@ from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
 from clouds.inventory import Inventory, amortised_price_per_hour
 from clouds.telemetry import HANDLE_ENV
 from placement.model import Offer, Placement, Sharing, Tier
+from placement.secrets import split_env
 
 NODE_LABEL = "placement.node"
 NODE_ID_LABEL = gang.NODE_ID_LABEL  # Ray's own label of a node's id
@@ -124,7 +128,7 @@ class RayNodesProvider:
         if self._exists(request.handle):
             return
         spec = request.spec
-        env = {k: str(v) for k, v in (spec.get("envs") or {}).items() if v is not None}
+        env, secret = split_env(spec)
         if not placement.gpus_per_node:
             env["CUDA_VISIBLE_DEVICES"] = ""
         env.update({"PLACEMENT_JOB_ID": request.job_id, "PLACEMENT_ATTEMPT": str(request.attempt),
@@ -141,6 +145,8 @@ class RayNodesProvider:
             metadata[GANG_NODES] = ",".join(node_ids)  # observe: the job is lost when any of them dies
             env.update({gang.NODE_IDS_ENV: ",".join(node_ids), gang.BUNDLE_ENV: json.dumps(
                 gang.bundle(placement.gpus_per_node, placement.cpus_per_node, memory))})
+        if secret:
+            command = f"python -m placement.secret_exec {shlex.quote(request.handle)} {command}"
         try:
             self._client.submit_job(
                 entrypoint=command, submission_id=request.handle,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from placement.model import Offer, Placement, Tier
+from placement.secrets import sky_env
 
 # Fields of `resources:` that choose where to run: the engine has chosen, so they are replaced.
 _CHOICE_FIELDS = frozenset({"infra", "cloud", "region", "zone", "instance_type", "accelerators", "gpus",
@@ -52,8 +53,8 @@ def resource_config(spec: dict[str, Any], placement: Placement, offer: Offer) ->
 
 
 def task_config(spec: dict[str, Any], placement: Placement, offer: Offer) -> dict[str, Any]:
-    """The whole task YAML mapping for this placement."""
-    config = {k: v for k, v in spec.items() if k not in _NOT_TASK_FIELDS}
+    """The whole task YAML mapping for this placement; secret values under `secrets:`, which SkyPilot redacts."""
+    config = {k: v for k, v in sky_env(spec).items() if k not in _NOT_TASK_FIELDS}
     config["resources"] = resource_config(spec, placement, offer)
     return config
 

@@ -26,6 +26,7 @@ into a bounded buffer; `drain()` hands over what was sampled since the last drai
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -269,10 +270,14 @@ class NvmlSampler:
 
 
 class SamplingAgent:
-    """Samples in a background thread into a bounded buffer (the Ray actor below wraps it)."""
+    """Samples in a background thread into a bounded buffer (the Ray actor below wraps it).
+
+    With `idle_exit_s`, the process exits once nobody has drained it (or asked its status) for that
+    long: a detached agent whose service is gone for good does not stay behind forever.
+    """
 
     def __init__(self, node: str, interval_s: float = 1.0, capacity: int = 3600,
-                 make_sampler: Callable[[str], NvmlSampler] = NvmlSampler):
+                 make_sampler: Callable[[str], NvmlSampler] = NvmlSampler, idle_exit_s: float | None = None):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0 seconds, got {interval_s}")
         if capacity < 1:
@@ -288,6 +293,15 @@ class SamplingAgent:
         self._thread = threading.Thread(target=self._run, name=f"telemetry-{node}", daemon=True)
         if self._sampler.available:
             self._thread.start()
+        self._asked_at = time.monotonic()
+        if idle_exit_s:
+            threading.Thread(target=self._exit_when_idle, args=(idle_exit_s,), name=f"telemetry-{node}-idle",
+                             daemon=True).start()
+
+    def _exit_when_idle(self, idle_s: float) -> None:
+        while not self._stop.wait(min(idle_s / 4, 5.0)):
+            if time.monotonic() - self._asked_at > idle_s:
+                os._exit(0)
 
     def _run(self) -> None:
         next_at = time.monotonic()
@@ -305,6 +319,7 @@ class SamplingAgent:
             next_at = max(next_at + self._interval_s, time.monotonic())  # late: skip, don't burst
 
     def drain(self) -> Batch:
+        self._asked_at = time.monotonic()
         with self._lock:
             readings, dropped = list(self._buffer), self._dropped_since_drain
             self._buffer.clear()
@@ -313,6 +328,7 @@ class SamplingAgent:
                      tuple(p for r in readings for p in r.processes), dropped)
 
     def status(self) -> AgentStatus:
+        self._asked_at = time.monotonic()
         with self._lock:
             return AgentStatus(self._node, self._sampler.available, self._sampler.reason, self._interval_s,
                                self._samples, self._dropped,

@@ -26,6 +26,7 @@ SERVICE_NAME = "placement-service"
 NAMESPACE = "placement"
 DEBT_WINDOW_S, DEBT_WINDOW = 3600.0, "1h"  # the dashboard's debt, energy and carbon are over the last hour
 PAGE_DEBT_WINDOW_S = 86400.0  # the status page's debt is over the last day
+AGENT_IDLE_EXIT_S = 300.0  # a telemetry agent nobody drained for this long has lost its service: it exits
 log = logging.getLogger(__name__)
 
 
@@ -45,9 +46,12 @@ class PlacementService:
         inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
         onprem = RayNodesProvider(JobSubmissionClient(dashboard_http(config.dashboard_url)), inventory)
         self._lock = threading.Lock()
-        with self._lock:
-            self._engine = Engine(config, {Tier.ONPREM: onprem}, on_error=self._metrics.record_reconciler_error)
-        self._telemetry = TelemetryFeed(self._engine.store, config.telemetry_interval_s) \
+        with self._lock:  # recorded decisions are finished by the first round, not here: queries answer at once
+            self._engine = Engine(config, {Tier.ONPREM: onprem}, on_error=self._metrics.record_reconciler_error,
+                                  resume=False)
+        self._resumed = False
+        self._telemetry = TelemetryFeed(self._engine.store, config.telemetry_interval_s,
+                                        idle_exit_s=max(AGENT_IDLE_EXIT_S, 10 * (config.round_interval_s or 0))) \
             if config.telemetry_interval_s else None
         # Debt figures are exported after a round at most this often: new samples arrive no faster.
         self._debt_every_s = config.telemetry_interval_s or config.round_interval_s or 60.0
@@ -60,16 +64,21 @@ class PlacementService:
                              name="placement-rounds").start()
 
     def _loop(self, interval: float) -> None:
+        """A round at once (a restarted service finishes what it recorded and places what waits without
+        waiting out an interval, however often it is restarted), then one per interval or submit."""
         while True:
-            self._wake.wait(timeout=interval)
-            self._wake.clear()
             try:
                 self.run_round()
             except Exception:  # nothing stops the loop: the next round tries again
                 log.exception("placement round failed")
+            self._wake.wait(timeout=interval)
+            self._wake.clear()
 
     def run_round(self) -> dict[str, Any]:
         with self._lock:
+            if not self._resumed:
+                self._engine.reconciler.resume()
+                self._resumed = True
             report = self._engine.round()
         self._record(report)
         try:
@@ -150,6 +159,11 @@ class PlacementService:
         with self._lock:
             return self._engine.cancel(job_ids)
 
+    def stop_agents(self) -> None:
+        """Stop this service's telemetry agents (they are detached: `placement down` asks before it stops it)."""
+        if self._telemetry is not None:
+            self._telemetry.stop()
+
     def logs(self, job_id: str) -> str:
         return self._engine.logs(job_id)
 
@@ -157,6 +171,19 @@ class PlacementService:
         """The service host's directories jobs may upload from (the policy's files.allowed_roots), so that the
         CLI can name the file and line of a source the service would refuse."""
         return list(self._engine.policy.files.allowed_roots)
+
+    def store_path(self) -> str:
+        return str(self._engine.store.path)
+
+    def launch_secrets(self, handle: str) -> dict[str, str]:
+        """The secret values of the job whose current launch is `handle` (asked by its entrypoint,
+        placement.secret_exec, over the authenticated cluster); nothing for a finished or unknown launch."""
+        from placement.secrets import split_env
+
+        record = self._engine.store.job_by_handle(handle)
+        if record is None or record.state.terminal:
+            raise ValueError(f"no running launch {handle!r}")
+        return split_env(record.spec)[1]
 
     def pid(self) -> int:
         import os
@@ -172,29 +199,34 @@ class TelemetryFeed:
     says so (stored as its status) and sends nothing.
     """
 
-    def __init__(self, store: Any, interval_s: float, wait_s: float = 2.0):
+    def __init__(self, store: Any, interval_s: float, wait_s: float = 2.0, idle_exit_s: float = AGENT_IDLE_EXIT_S):
         self._store = store
         self._interval_s = interval_s
         self._wait_s = wait_s
+        self._idle_exit_s = idle_exit_s
         self._agents: dict[str, Any] = {}  # node name -> agent handle
         self._pending: dict[str, tuple[Any, Any]] = {}  # node name -> (drain, status) refs in flight
         self._start_agents()
 
     def _start_agents(self) -> None:
-        """Pinned to their nodes like `clouds.telemetry.start_agent`'s, but owned by the service rather than
-        detached and named: they end with it (a killed service leaves nothing behind; a restarted one starts
-        new agents and loses at most the readings of one round) and meet no other agent's name."""
+        """Pinned to their nodes like `clouds.telemetry.start_agent`'s, detached and named after the store and
+        the node, so a restarted service finds its agents again (with the readings they buffered meanwhile)
+        instead of starting new ones; another service's store never meets them. They do not restart (one
+        that died is started anew next round) and exit by themselves once no service drains them."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from clouds.onprem import node_name
-        from clouds.telemetry import TelemetryAgent
+        from clouds.telemetry import NvmlSampler, TelemetryAgent
 
         for node in ray.nodes():
             name = node_name(node)
             if node.get("Alive") and node.get("Resources", {}).get("GPU") and name not in self._agents:
                 self._agents[name] = TelemetryAgent.options(
+                    name=f"placement-telemetry-{self._store.uid}-{name}", namespace=NAMESPACE, lifetime="detached",
+                    get_if_exists=True, max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(name, self._interval_s, max(1, int(3600 / self._interval_s)))
+                ).remote(name, self._interval_s, max(1, int(3600 / self._interval_s)), NvmlSampler,
+                         self._idle_exit_s)
 
     def stop(self) -> None:
         for agent in self._agents.values():

@@ -323,29 +323,42 @@ def up(
         help="SkyPilot API server endpoint (default: SkyPilot's own choice, a local server).")] = None,
     grafana: Annotated[Optional[str], typer.Option(
         help="A Grafana's URL, for the Ray dashboard's charts (RAY_GRAFANA_HOST of a Ray that `up` starts).")] = None,
+    listen: Annotated[Optional[str], typer.Option(
+        help="When starting a local Ray, listen on this address (this host's address on the network other nodes "
+             "join from) rather than on 127.0.0.1 only.")] = None,
 ) -> None:
-    """Start the placement service: attach to a Ray cluster, or start a local one, then the service actor;
-    then Prometheus, if installed, and the status page's link."""
+    """Start the placement service: attach to a Ray cluster, or start a local one (token authentication on,
+    127.0.0.1 only unless --listen), then the service actor; then Prometheus, if installed, and the status
+    page's link."""
     from placement import observability
-    from placement.client import ServiceUnavailable
-    from placement.client import up as start
+    from placement.lifecycle import UpError
+    from placement.lifecycle import up as start
     from placement.service import ServiceConfig, default_store_path
 
-    config = ServiceConfig(store_path=str(store or default_store_path()), policy=policy,
+    config = ServiceConfig(store_path=str((store or default_store_path()).expanduser().absolute()), policy=policy,
                            inventory=str(inventory) if inventory else None,
                            catalogs=tuple(map(str, catalog)) if catalog else None, round_interval_s=interval,
                            clouds=clouds, sky_api_server=sky_api_server)
 
     def body() -> None:
+        from placement.auth import AuthError
+        from placement.cluster import join_instructions
+        from placement.secrets import SecretError
+
         observability.prepare_ray_env(grafana)
         with err.status("Starting Ray and the placement service..."):
             try:
-                done = start(address=address, simulate_inventory=simulate_inventory, config=config)
-            except ServiceUnavailable as exc:
+                done = start(address=address, simulate_inventory=simulate_inventory, config=config,
+                             store_given=store is not None, listen=listen)
+            except (UpError, AuthError, SecretError) as exc:
                 _fail(str(exc))
+        for note in done["notes"]:
+            err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True, markup=False)
         ray_note = "started a local Ray" if done["started_ray"] else f"attached to Ray at {done['address']}"
         service_note = "started the service" if done["started_service"] else "the service was already running"
-        out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}")
+        out.print(f"{ray_note}; {service_note}. Dashboard: http://{done['dashboard']}", soft_wrap=True)
+        if done["started_ray"]:
+            out.print(join_instructions(done["address"], listen), soft_wrap=True, markup=False)
         for line in observability.after_up(_service(address)):
             out.print(line, soft_wrap=True)
     _guarded(body)
@@ -378,9 +391,9 @@ def sky_setup(
 @app.command()
 @_handled
 def down() -> None:
-    """Stop the service, and the local Ray if `placement up` started it (and nothing else)."""
+    """Stop the service, and the local Ray if `placement up` started it (its processes, nothing else)."""
     from placement import observability
-    from placement.client import down as stop
+    from placement.lifecycle import down as stop
 
     done = stop()
     out.print(("stopped the service" if done["stopped_service"] else "no service was running")
@@ -394,16 +407,25 @@ def submit(
     files: Files,
     wait: Annotated[bool, typer.Option(help="Wait until every job is running, planned, finished, or says why "
                                             "it waits.")] = False,
+    secret: Annotated[Optional[list[str]], typer.Option(
+        "--secret", help="An env of the spec whose value is secret (repeatable). Names with TOKEN, KEY, SECRET "
+                         "or PASSWORD in them, and `secrets:`, are secret anyway.")] = None,
     address: AddressOpt = None,
 ) -> None:
     """Submit job specs; prints their ids once they are stored. An invalid file is rejected whole."""
+    from dataclasses import replace
+
     from placement.client import call, submit as send
+    from placement.secrets import mark_secret, unknown_names
     from placement.spec import load_specs
 
     def body() -> None:
         load_specs(files)  # a bad file is reported before the service is asked anything
         handle = _service(address)
         loaded = load_specs(files, allowed_roots=call(handle.file_roots))  # the roots the service allows
+        if missing := unknown_names([item.data for item in loaded], secret or []):
+            _fail(f"--secret {', '.join(missing)}: no env of that name in {', '.join(map(str, files))}")
+        loaded = [replace(item, data=mark_secret(item.data, secret or [])) for item in loaded]
         ids = send(handle, loaded)
         for job_id in ids:
             out.print(job_id, soft_wrap=True)  # never wrapped: scripts copy it

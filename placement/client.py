@@ -1,4 +1,4 @@
-"""What the CLI asks of the running service: start it, stop it, submit, query, cancel.
+"""What the CLI asks of the running service: submit, query, cancel (`placement.lifecycle` starts and stops it).
 
 Every remote call has a time-out: a service that is restarting answers late,
 a dead cluster should say so rather than hang. Failures come back as two
@@ -14,63 +14,15 @@ from typing import Any
 
 import ray
 
-from placement.actor import find_service, start_service
-from placement.cluster import connect, read_state, start_local, stop_local, try_connect, write_state
+from placement.actor import find_service
+from placement.cluster import read_state, try_connect
 from placement.errors import ServiceError, ServiceUnavailable
-from placement.service import ServiceConfig
 from placement.spec import LoadedSpec
 
 CALL_TIMEOUT_S = 30.0  # the longest one call waits; the service is back within seconds of a crash
-START_TIMEOUT_S = 120.0  # a new service loads its inventory, catalogs and store before it first answers
 PROBE_TIMEOUT_S = 3.0  # Ray itself waits minutes for a GCS that is gone; a TCP probe first answers in seconds
 
-__all__ = ["ServiceError", "ServiceUnavailable", "call", "down", "service", "submit", "up"]
-
-
-def up(*, address: str | None, simulate_inventory: bool, config: ServiceConfig) -> dict[str, Any]:
-    """Attach to (or start) Ray, then start the service if it is not running. Returns what was done."""
-    started_ray = False
-    context = try_connect(address)
-    if context is None:
-        if address:
-            raise ServiceUnavailable(f"no Ray cluster answers at {address}")
-        inventory = None
-        if simulate_inventory:
-            from clouds.inventory import load_inventory
-            from clouds.offers import DEFAULT_INVENTORY
-
-            inventory = load_inventory(config.inventory or DEFAULT_INVENTORY)
-        start_local(inventory)
-        started_ray = True
-        context = connect(None)
-    service = find_service()
-    started_service = service is None
-    if started_service:
-        from dataclasses import replace
-
-        service = start_service(replace(config, dashboard_url=context.dashboard_url))
-        ray.get(service.status.remote("-"), timeout=START_TIMEOUT_S)  # wait until it answers
-    state = read_state()
-    write_state({"started_ray": started_ray or state.get("started_ray", False),
-                 "address": context.address_info.get("gcs_address"), "store": config.store_path})
-    return {"started_ray": started_ray, "started_service": started_service,
-            "dashboard": context.dashboard_url, "address": context.address_info.get("gcs_address")}
-
-
-def down() -> dict[str, bool]:
-    """Stop the service, and Ray if `up` started it."""
-    state = read_state()
-    stopped_service = False
-    if try_connect(state.get("address")) is not None:
-        service = find_service()
-        if service is not None:
-            ray.kill(service, no_restart=True)
-            stopped_service = True
-        ray.shutdown()
-    if state.get("started_ray"):
-        stop_local()
-    write_state({})
-    return {"stopped_service": stopped_service, "stopped_ray": bool(state.get("started_ray"))}
+__all__ = ["ServiceError", "ServiceUnavailable", "call", "service", "submit"]
 
 
 def service(address: str | None = None) -> Any:

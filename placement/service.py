@@ -133,7 +133,10 @@ class _Telemetry:
 
 class Engine:
     def __init__(self, config: ServiceConfig, providers: dict[Tier, Provider],
-                 clock: Callable[[], float] = time.time, on_error: Callable[[str, str], None] = lambda p, k: None):
+                 clock: Callable[[], float] = time.time, on_error: Callable[[str, str], None] = lambda p, k: None,
+                 resume: bool = True):
+        """`resume`: finish the decisions a previous life recorded now (else the caller runs
+        `reconciler.resume()` before its first round)."""
         self.config = config
         self.clock = clock
         self.policy = load_policy(config.policy)
@@ -164,7 +167,8 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
-        self.reconciler.resume()
+        if resume:
+            self.reconciler.resume()
 
     # --- intake -------------------------------------------------------------------------------------------
 

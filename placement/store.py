@@ -31,6 +31,7 @@ from placement.debt import FlagKind, GpuMinute, Recommendation, Usage, fold_minu
 from placement.memory_history import MemoryPeak
 from placement.rightsizing import SimilarJobFlag
 from placement.model import Tier
+from placement.secrets import Sealer
 from placement.spend import Accrued, Periods, SpendEntry, accrued_from_totals, period_shares, scopes_of
 
 
@@ -89,6 +90,7 @@ CREATE TABLE IF NOT EXISTS services (  -- inference services: their replicas are
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_team ON jobs(team);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch);
+CREATE INDEX IF NOT EXISTS jobs_handle ON jobs(handle);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,
@@ -329,24 +331,36 @@ _RECORD_CACHE = 20_000  # decoded job rows kept (`Store._job_record`)
 _TOTALS_READY = "spend_totals_ready"  # meta: the running spend totals cover every spend row
 
 
+class StoreError(RuntimeError):
+    """The store cannot be opened; the message is one line naming the file."""
+
+
 class Store:
     """A thread-safe SQLite store (one connection, serialised by a lock; WAL lets readers in other processes in)."""
 
     def __init__(self, path: str | Path, durable: bool = True):
         """`durable=False` (a replay's what-if store): no WAL and no fsync; a crash may lose the file."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.row_factory = sqlite3.Row
+            if durable:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+            else:
+                self._db.execute("PRAGMA journal_mode=MEMORY")
+                self._db.execute("PRAGMA synchronous=OFF")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StoreError(f"the store {self.path} is not a SQLite database ({exc})") from None
+            raise StoreError(f"cannot write the store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot write the store {self.path}: {exc.strerror or exc}") from None
+        self._sealer = Sealer(self.path.with_name(self.path.name + ".key"))
         self._lock = threading.RLock()
         self._records: dict[tuple, JobRecord] = {}  # row -> its decoded record (`_job_record`)
-        if durable:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
-        else:
-            self._db.execute("PRAGMA journal_mode=MEMORY")
-            self._db.execute("PRAGMA synchronous=OFF")
-        self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "service" not in columns:  # a store written before services existed
             self._db.execute("ALTER TABLE jobs ADD COLUMN service TEXT")
@@ -374,7 +388,7 @@ class Store:
         if record is None:
             if len(self._records) >= _RECORD_CACHE:
                 self._records.clear()
-            record = self._records[key] = _job(row)
+            record = self._records[key] = self._job(row)
         return record
 
     @contextmanager
@@ -387,6 +401,27 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _columns(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Job fields as the columns store them: states by value, node lists as JSON."""
+        columns = dict(fields)
+        if "state" in columns:
+            columns["state"] = JobState(columns["state"]).value
+        if "nodes" in columns:
+            columns["nodes"] = json.dumps(list(columns["nodes"]))
+        if "spec" in columns:
+            columns["spec"] = json.dumps(self._sealer.seal(columns["spec"]))
+        return columns
+
+    def _job(self, row: sqlite3.Row) -> JobRecord:
+        return JobRecord(
+            id=row["id"], name=row["name"], team=row["team"], priority=row["priority"],
+            spec=self._sealer.unseal(json.loads(row["spec"])), source=row["source"], state=JobState(row["state"]),
+            attempt=row["attempt"], submitted_at=row["submitted_at"], updated_at=row["updated_at"],
+            started_at=row["started_at"], finished_at=row["finished_at"], tier=row["tier"], target=row["target"],
+            offer_id=row["offer_id"], handle=row["handle"],
+            nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"], cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"],
+            reason_code=row["reason_code"], reason=row["reason"], service=row["service"])
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
@@ -414,13 +449,14 @@ class Store:
                 db.execute("INSERT INTO services (id, name, team, priority, spec, source, batch, min_replicas, "
                            "max_replicas, target_qps, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (service_ids[service.name], service.name, service.team, service.priority,
-                            json.dumps(service.spec), service.source, batch, service.min_replicas,
+                            json.dumps(self._sealer.seal(service.spec)), service.source, batch, service.min_replicas,
                             service.max_replicas, service.target_qps, now))
             ids = [f"{j.id}-{first + i}" for i, j in enumerate(jobs)]
             db.executemany(
                 "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch, "
                 "service) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, j.name, j.team, j.priority, json.dumps(j.spec), j.source, JobState.PENDING.value, now, now,
+                [(job_id, j.name, j.team, j.priority, json.dumps(self._sealer.seal(j.spec)), j.source,
+                  JobState.PENDING.value, now, now,
                   batch, service_ids.get(j.service, j.service) if j.service else None)
                  for job_id, j in zip(ids, jobs)])
             db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, 'submitted', ?)",
@@ -430,6 +466,12 @@ class Store:
     def job(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job_record(row) if row else None
+
+    def job_by_handle(self, handle: str) -> JobRecord | None:
+        """The job whose current launch is `handle` (a launch of an earlier attempt is not it any more)."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE handle = ?", (handle,)).fetchone()
         return self._job_record(row) if row else None
 
     def jobs(self, *, states: Iterable[JobState] | None = None, team: str | None = None,
@@ -489,7 +531,7 @@ class Store:
 
     def update_job(self, job_id: str, now: float, *, event: str, detail: str = "", **fields: Any) -> None:
         """Change a job's fields and log an event, in one transaction."""
-        fields = _columns(fields)
+        fields = self._columns(fields)
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {assignments}{', ' if fields else ''}updated_at = ? WHERE id = ?",
@@ -518,7 +560,7 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT * FROM services ORDER BY created_at, id").fetchall()
         return [ServiceRecord(id=r["id"], name=r["name"], team=r["team"], priority=r["priority"],
-                              spec=json.loads(r["spec"]), source=r["source"], min_replicas=r["min_replicas"],
+                              spec=self._sealer.unseal(json.loads(r["spec"])), source=r["source"], min_replicas=r["min_replicas"],
                               max_replicas=r["max_replicas"], target_qps=r["target_qps"], load_qps=r["load_qps"],
                               load_at=r["load_at"]) for r in rows]
 
@@ -543,7 +585,7 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (now, intent.job_id, intent.attempt, intent.action, intent.handle,
                                                      json.dumps(intent.payload), intent.status))
                 seqs.append(int(cursor.lastrowid))
-                fields = _columns(intent.job_fields)
+                fields = self._columns(intent.job_fields)
                 if fields:
                     assignments = ", ".join(f"{k} = ?" for k in fields)
                     db.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
@@ -948,29 +990,6 @@ CREATE TABLE IF NOT EXISTS telemetry_agents (
     samples INTEGER NOT NULL, dropped INTEGER NOT NULL, cpu_s_per_sample REAL, updated_at REAL NOT NULL
 );
 """
-
-
-def _columns(fields: dict[str, Any]) -> dict[str, Any]:
-    """Job fields as the columns store them: states by value, node lists as JSON."""
-    columns = dict(fields)
-    if "state" in columns:
-        columns["state"] = JobState(columns["state"]).value
-    if "nodes" in columns:
-        columns["nodes"] = json.dumps(list(columns["nodes"]))
-    if "spec" in columns:
-        columns["spec"] = json.dumps(columns["spec"])
-    return columns
-
-
-def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        id=row["id"], name=row["name"], team=row["team"], priority=row["priority"], spec=json.loads(row["spec"]),
-        source=row["source"], state=JobState(row["state"]), attempt=row["attempt"],
-        submitted_at=row["submitted_at"], updated_at=row["updated_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"], tier=row["tier"], target=row["target"], offer_id=row["offer_id"],
-        handle=row["handle"], nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"],
-        cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"], reason_code=row["reason_code"], reason=row["reason"],
-        service=row["service"])
 
 
 def _decision(row: sqlite3.Row) -> Decision:

@@ -2,8 +2,11 @@
 
 Nodes are declared with GPUs, an accelerator type and a `placement.node` label,
 the way an operator would start them with `ray start --num-gpus ... --labels ...`.
-Everything is kept on 127.0.0.1 and in a private temp dir, and token auth is
-off, so the tests never touch another cluster on the machine.
+Everything is kept on 127.0.0.1 and in a private temp dir, so the tests never
+touch another cluster on the machine, and token authentication is on, as
+`placement up` runs it: the token is generated in the fixture's temp dir (mode
+0600) and every Ray process, the tests' own included, finds it through
+RAY_AUTH_TOKEN_PATH.
 
 SkyPilot is kept hermetic the same way, before anything imports it: its runtime
 directory (state, catalogs) is a temp dir holding the shipped catalogs, and
@@ -46,8 +49,13 @@ def ray_cluster():
     """A head (no GPUs, hosts the service) and three GPU nodes; yields the `ray.cluster_utils.Cluster`."""
     tmp = Path(tempfile.mkdtemp(prefix="placement-ray-"))
     (tmp / "ray").mkdir()
-    os.environ.update({"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                       "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"})
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(tmp / "auth_token"),
+                       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": str(tmp),
+                       "RAY_USAGE_STATS_ENABLED": "0"})
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    from placement.auth import ensure_token
+
+    ensure_token()
     import ray
     from ray.cluster_utils import Cluster
 
@@ -62,6 +70,9 @@ def ray_cluster():
     for name, args in SIMULATED_NODES.items():
         cluster.simulated[name] = cluster.add_node(labels={"placement.node": name}, **args)
     cluster.wait_for_nodes()
+    # A job's supervisor finds its cluster through the address file in the head's temp dir; Cluster writes it one
+    # level down. Without it the supervisor takes any Ray process on the machine for its own (Ray's legacy "auto").
+    (tmp / "ray_current_cluster").write_text(cluster.address)
     ray.init(address=cluster.address, namespace="placement-tests")
     yield cluster
     ray.shutdown()
