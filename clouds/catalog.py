@@ -16,7 +16,7 @@ becomes one line in `CatalogLoad.warnings`, grouped per file, instance type and 
 - GPU counts that cannot be right (zero or below, over 16 per VM, or a fraction of a GPU that
   clouds do not sell in slices): skipped, unless the true count is known from the instance
   name or `_KNOWN_GPU_COUNTS` (Azure ND96isr_H100_v5 says 12; it has 8), then fixed;
-- accelerators this engine does not know (TPUs, Inferentia, ...): skipped;
+- accelerators with no GPU memory figure (TPUs, Inferentia, ...): skipped;
 - GCP (host and GPU priced apart, see `_gcp_offers`): a host price of 0.0 (a4-highgpu-8g)
   leaves the GPU row as the whole price, a lower bound, rather than dropping the only B200
   machine GCP lists; GPU machine types SkyPilot does not map to their GPUs (a3-edgegpu-8g,
@@ -323,8 +323,8 @@ def _resolve_gpu(cloud: str, row: _Row, report: Callable[[str], None]) -> _Gpu |
     if not row.accelerator:
         return _NO_GPU
     name = canonical_gpu(row.accelerator)
-    if name is None:
-        report(f"unknown accelerator {row.accelerator!r}; skipped")
+    if name is None or gpu_memory_gb(name) is None:  # TPUs, Inferentia: not GPUs the engine can size
+        report(f"unknown accelerator {row.accelerator!r} (no GPU memory figure for it); skipped")
         return None
     count = row.count
     known = _known_gpu_count(cloud, row.instance)

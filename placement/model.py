@@ -156,6 +156,7 @@ class ReasonCode(StrEnum):
     """Why a job is not placed this round (Kueue's pending reasons, Slurm's reason codes)."""
 
     NO_FEASIBLE_TARGET = "NoFeasibleTarget"  # no GPU type / shape fits anywhere
+    NO_OFFER_SELLS_GPU = "NoOfferSellsGpu"  # a GPU SkyPilot knows, but no node, pool or catalog offer has it
     INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"  # every GPU of the asked type is too small
     RESIDENCY = "ResidencyForbids"  # only on-prem allowed, and on-prem has no capacity
     OVER_QUOTA = "OverQuota"
