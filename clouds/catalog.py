@@ -181,6 +181,22 @@ def default_catalog_dirs() -> list[Path]:
     return ([own] if own.is_dir() else []) + [SHIPPED_CATALOG_DIR]
 
 
+@cache
+def _instance_gpus() -> dict[str, tuple[str, float]]:
+    gpus: dict[str, tuple[str, float]] = {}
+    for offer in load_catalogs(default_catalog_dirs()).offers:
+        if offer.gpu and "+" not in offer.id:  # an N1 host's attached GPUs are not the machine type's
+            gpus.setdefault(offer.name, (offer.gpu, offer.gpu_count))
+    return gpus
+
+
+def instance_accelerators(instance_type: str) -> tuple[str, float] | None:
+    """The GPUs (canonical name, count) a public instance type comes with: what SkyPilot fills in as the
+    `accelerators` of a task that names only `instance_type` (`p4d.24xlarge` -> A100 x 8). None for a
+    CPU-only type, or one no catalog lists."""
+    return _instance_gpus().get(instance_type)
+
+
 def load_catalog_dir(path: str | Path) -> CatalogLoad:
     """Offers from every `<cloud>/vms*.csv` under one catalog directory."""
     return load_catalogs([path])

@@ -28,6 +28,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 
+from clouds.catalog import instance_accelerators
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
@@ -159,11 +160,11 @@ def gpu_choices(value: Any) -> tuple[tuple[GpuChoice, ...], bool]:
         raise Invalid("wrong type", given=show(value), valid=_ACCEL_VALID)
     if not items:
         raise Invalid("no accelerator given", given=show(value), valid=_ACCEL_VALID)
-    choices: dict[str, GpuChoice] = {}
+    choices: dict[GpuChoice, None] = {}  # every (GPU, count): {A100:4, A100:8} is two alternatives
     for path, text, count in items:
         for choice in _parse_accelerator(text, count, path):
-            choices.setdefault(choice.name, choice)
-    return tuple(choices.values()), isinstance(value, list)
+            choices.setdefault(choice)
+    return tuple(choices), isinstance(value, list)
 
 
 def _parse_accelerator(text: Any, count: Any, path: tuple) -> list[GpuChoice]:
@@ -853,7 +854,8 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
 def _demands(resources: Resources) -> tuple[Demand, ...]:
     """One Demand per acceptable (accelerator, shape), as SkyPilot expands `resources:`:
     `any_of` / `ordered` entries override the top-level fields they set; `ordered`
-    and accelerator lists rank the alternatives, first choice 0."""
+    and accelerator lists rank the alternatives, first choice 0. An `instance_type` without accelerators
+    gets the instance's GPUs from the catalog, as SkyPilot does."""
     options: list[ResourceOption | None] = list(resources.any_of or resources.ordered or [None])
     demands: list[Demand] = []
     for position, option in enumerate(options):
@@ -871,7 +873,10 @@ def _demands(resources: Resources) -> tuple[Demand, ...]:
                      cloud=cloud, region=region, zone=zone, use_spot=pick("use_spot"),
                      instance_type=pick("instance_type"))
         if gpus_from.accelerator_value is None:
-            demands.append(Demand(rank=rank, **shape))
+            # SkyPilot fills a bare instance type's accelerators in from its catalog: p4d.24xlarge is A100:8.
+            gpus = instance_accelerators(shape["instance_type"]) if shape["instance_type"] else None
+            demands.append(Demand(rank=rank, **shape) if gpus is None else
+                           Demand(accelerator=gpus[0], accelerator_count=gpus[1], rank=rank, **shape))
             continue
         choices, in_order = gpu_choices(gpus_from.accelerator_value)
         demands += [Demand(accelerator=c.name, accelerator_count=c.count, rank=rank + i if in_order else rank, **shape)
