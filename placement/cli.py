@@ -263,7 +263,7 @@ def plan(
     """Offline what-if: run one placement round on these jobs against the inventory and catalogs."""
     from clouds.offers import collect_offers
     from placement.model import Snapshot
-    from placement.solve import solve_round
+    from placement.chains import plan_round
     from placement.spec import load_specs, to_jobs
     from policies import load_policy
 
@@ -273,7 +273,7 @@ def plan(
         offer_set = collect_offers(inventory, catalog)
         snapshot = Snapshot(jobs=tuple(jobs), offers=tuple(offer_set.offers),
                             pool_quotas=tuple(sorted(offer_set.pool_quotas.items())))
-        result = solve_round(snapshot, chosen)
+        result = plan_round(snapshot, chosen)
         if explain is not None:
             from placement.report import explain_job
             explain_job(out, explain, snapshot, chosen, result)

@@ -72,6 +72,8 @@ class Job:
     gpu_memory_gb: float | None = None  # minimum GPU memory per GPU (an estimate's central figure if estimated)
     waited_hours: float = 0.0  # time already spent queued, from the store
     gpu_memory_estimated: bool = False  # gpu_memory_gb is an estimate: the policy's memory margin is added to it
+    after: str | None = None  # a pipeline's previous task: this job waits until that one succeeded
+    group: str | None = None  # a job group (its first job's id): its jobs are placed together or not at all
 
     def gpu_memory_needed(self, margin: float) -> float | None:
         """The GPU memory an offer must have: an estimate x (1 + margin), a figure given outright as it is."""
@@ -163,6 +165,9 @@ class ReasonCode(StrEnum):
     OVER_SURGE_CAP = "OverSurgeCap"
     OVER_BUDGET = "OverBudget"
     WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"  # a pipeline's previous task has not succeeded yet
+    WAITING_FOR_GROUP = "WaitingForGroup"  # another job of its job group cannot be placed this round
+    PREDECESSOR_FAILED = "PredecessorFailed"  # a pipeline's previous task failed: this one never runs
 
 
 @dataclass(frozen=True, slots=True)

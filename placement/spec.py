@@ -18,6 +18,7 @@ stored in hours.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -704,12 +705,38 @@ def spec_json_schema() -> dict[str, Any]:
 
 # --- loading ------------------------------------------------------------------------------
 
+class PipelineHeader(_Strict):
+    """The first document of a SkyPilot pipeline: its name (`execution: serial` is the default)."""
+
+    name: str
+    execution: Literal["serial"] | None = None
+
+
+_GROUP_NAME = r"[A-Za-z0-9_-]+"  # dag_utils._load_job_group: alphanumerics, '-' and '_'
+
+
+class JobGroupHeader(BaseModel):
+    """The first document of a SkyPilot job group (`execution: parallel`): its tasks run together.
+    Fields SkyPilot does not know are ignored, as SkyPilot ignores them (with a warning)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: Annotated[str, Field(pattern=f"^{_GROUP_NAME}$")]
+    execution: Literal["parallel"]
+    primary_tasks: list[str] | None = None
+    termination_delay: str | int | dict[str, str | int] | None = None
+    inter_connection: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedSpec:
     spec: JobSpec
     file: str
     document: int  # 1-based position in its file
     data: dict[str, Any] = field(default_factory=dict)  # the document as written, for the service to store
+    pipeline: str | None = None  # the pipeline's or job group's name, from its header document
+    after: int | None = None  # in a pipeline: the document that must succeed before this one runs
+    group: str | None = None  # in a job group: placed with the group's other tasks, all or none
 
     @property
     def source(self) -> str:
@@ -774,20 +801,68 @@ def _spec_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
+    """The jobs of one file, read as `sky launch` reads it (`sky.utils.dag_utils.load_dag_from_yaml`): one
+    document is a task; several are a pipeline, each task after the one before (a first document with only
+    `name:` (and `execution: serial`) names it); a first document with `execution: parallel` heads a job group."""
     specs, errors = [], []
     documents = load_documents(file)
     if not documents:
         raise ConfigError([FieldError(str(file), None, None, "", "the file holds no job (it is empty or only "
                                       "comments)", valid="a SkyPilot task YAML, e.g. `run: python train.py`")])
-    for document in documents:
+    header, tasks = _header(documents)
+    group = header.name if isinstance(header, JobGroupHeader) else None
+    previous: int | None = None
+    for document in tasks:
         try:
-            specs.append(LoadedSpec(parse_model(JobSpec, document, context=context), document.file, document.index,
-                                    document.data))
+            spec = parse_model(JobSpec, document, context=context)
+            specs.append(LoadedSpec(spec, document.file, document.index, document.data,
+                                    pipeline=header.name if header else None, group=group,
+                                    after=None if group or len(tasks) == 1 else previous))
         except ConfigError as exc:
             errors += exc.errors
+        previous = document.index
+    if isinstance(header, JobGroupHeader):
+        errors += _group_errors(header, documents[0], tasks)
     if errors:
         raise ConfigError(errors)
     return specs
+
+
+def _header(documents: list[Document]) -> tuple[PipelineHeader | JobGroupHeader | None, list[Document]]:
+    """The header document of a pipeline or job group, if the first document is one, and the task documents."""
+    first = documents[0]
+    keys = set(first.data) if isinstance(first.data, Mapping) else set()
+    if isinstance(first.data, Mapping) and first.data.get("execution") == "parallel":
+        header: PipelineHeader | JobGroupHeader = parse_model(JobGroupHeader, first)
+        if len(documents) < 2:
+            raise ConfigError([first.error((), "a job group needs at least one job after its header",
+                                           valid="a header document, then one document per job")])
+        return header, documents[1:]
+    if keys in ({"name"}, {"name", "execution"}) and (len(documents) > 1 or "execution" in keys):
+        header = parse_model(PipelineHeader, first)
+        return header, documents[1:] or [Document({"name": header.name}, first.file, first.index, False, first.lines)]
+    return None, documents
+
+
+def _group_errors(header: JobGroupHeader, head: Document, tasks: list[Document]) -> list[FieldError]:
+    """SkyPilot's checks of a job group: every job named (alphanumerics, '-', '_'), no name twice, and
+    `primary_tasks` naming jobs of the group."""
+    errors, names = [], []
+    for document in tasks:
+        name = document.data.get("name") if isinstance(document.data, Mapping) else None
+        if not isinstance(name, str) or not re.fullmatch(_GROUP_NAME, name):
+            errors.append(document.error(("name",), "a job of a job group needs a name of letters, digits, '-' "
+                                         "and '_'", given=show(name), valid="e.g. name: trainer"))
+        elif name in names:
+            errors.append(document.error(("name",), f"two jobs of the group are named {name!r}", given=show(name),
+                                         valid="a different name for each job"))
+        names.append(name)
+    for i, name in enumerate(header.primary_tasks or ()):
+        if name not in names:
+            errors.append(head.error(("primary_tasks", i), f"no job of the group is named {name!r}", given=show(name),
+                                     valid="one of " + ", ".join(str(n) for n in names),
+                                     suggestion=closest(str(name), [str(n) for n in names])))
+    return errors
 
 
 # --- to the core's value objects -----------------------------------------------------------
@@ -831,9 +906,13 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
 
     A service becomes one job per replica to place now, `<name>-replica-<k>`: its
     `min_replicas` (none while it may scale to zero), its fixed `replicas`, or one.
+    A pipeline's task names the job before it (`after`); a job group's jobs share `group`, the id of its
+    first job.
     """
     jobs: list[Job] = []
     used: set[str] = set()
+    last_of: dict[tuple[str, int], str] = {}  # (file, document) -> its last job's id
+    first_of: dict[tuple[str, str], str] = {}  # (file, job group) -> its first job's id
     for item in loaded:
         service = item.spec.service
         base = launch_name(item.spec.name or Path(item.file).stem)
@@ -847,7 +926,12 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
             name = f"{base}-{n}"
         used.add(name)
         used.update(ids(name))
-        jobs += [to_job(item, job_id) for job_id in ids(name)]
+        after = last_of.get((item.file, item.after)) if item.after is not None else None
+        group = first_of.setdefault((item.file, item.group), ids(name)[0]) if item.group else None
+        made = [dataclasses.replace(to_job(item, job_id), after=after, group=group) for job_id in ids(name)]
+        if made:
+            last_of[(item.file, item.document)] = made[-1].id
+        jobs += made
     return jobs
 
 

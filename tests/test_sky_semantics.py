@@ -3,12 +3,16 @@ accelerators, several counts of one GPU, `ordered:` as a strict order and `any_o
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from typer.testing import CliRunner
 
 from clouds.catalog import SHIPPED_CATALOG_DIR, load_catalog_dir
 from placement.model import Snapshot
 from placement.solve import solve
-from placement.spec import gpu_choices, spec_from_data, to_job
+from placement.spec import gpu_choices, load_specs, spec_from_data, to_job, to_jobs
+from placement.yamlio import ConfigError
 from policies import load_policy
 from tests.solver_fixtures import make_policy, public
 
@@ -57,3 +61,99 @@ def test_any_of_stays_cost_optimised():
                       make_policy())
     assert plan.placements[0].target == "p4d"
 
+
+
+# --- pipelines and job groups --------------------------------------------------------------------------
+
+PIPELINE = """\
+name: pipe
+---
+name: train
+resources: {accelerators: A100:8}
+run: python train.py
+---
+name: eval
+resources: {accelerators: L4:1}
+run: python eval.py
+---
+name: report
+run: python report.py
+"""
+
+GROUP = """\
+name: rl
+execution: parallel
+primary_tasks: [trainer]
+---
+name: trainer
+resources: {accelerators: H100:8}
+run: python train.py
+---
+name: replay-buffer
+resources: {cpus: 8}
+run: python buffer.py
+"""
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_pipeline_header_names_it_and_each_task_follows_the_one_before(tmp_path):
+    loaded = load_specs([write(tmp_path, "p.yaml", PIPELINE)])
+    assert [(s.spec.name, s.pipeline, s.document, s.after) for s in loaded] == [
+        ("train", "pipe", 2, None), ("eval", "pipe", 3, 2), ("report", "pipe", 4, 3)]
+    assert [(j.id, j.after) for j in to_jobs(loaded)] == [("train", None), ("eval", "train"), ("report", "eval")]
+
+
+def test_documents_without_a_header_are_a_pipeline_too(tmp_path):
+    loaded = load_specs([write(tmp_path, "p.yaml", "name: a\nrun: x\n---\nname: b\nrun: y\n")])
+    assert [(j.id, j.after) for j in to_jobs(loaded)] == [("a", None), ("b", "a")]
+
+
+def test_a_job_group_shares_a_group_and_no_order(tmp_path):
+    jobs = to_jobs(load_specs([write(tmp_path, "g.yaml", GROUP)]))
+    assert [(j.id, j.after, j.group) for j in jobs] == [("trainer", None, "trainer"), ("replay-buffer", None, "trainer")]
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("name: p\nexecution: parallel\nprimary_tasks: [trainr]\n---\nname: trainer\n", 3, "no job of the group"),
+    ("name: p\nexecution: parallel\n---\nrun: x\n", 4, "needs a name"),
+    ("name: p\nexecution: parallel\n---\nname: a\n---\nname: a\n", 6, "two jobs of the group"),
+    ("name: p\nexecution: parallel\n", 1, "at least one job"),
+    ("name: 'p q'\nexecution: parallel\n---\nname: a\n", 1, "name"),
+    ("name: p\nexecution: sideways\n---\nname: a\n", 2, "execution"),
+])
+def test_bad_job_groups_and_pipelines_are_refused_with_file_and_line(tmp_path, text, line, words):
+    path = write(tmp_path, "g.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_specs([path])
+    [error] = caught.value.errors
+    assert (error.file, error.line) == (str(path), line) and words in str(error), str(error)
+
+
+def plan_files(*paths):
+    from placement.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--json", *map(str, paths)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_plan_places_a_pipelines_first_task_only(tmp_path):
+    plan = plan_files(write(tmp_path, "p.yaml", PIPELINE))
+    assert [p["job"] for p in plan["placements"]] == ["train"]
+    assert {q["job"]: (q["reason"], q["scope"]) for q in plan["queued"]} == {
+        "eval": ("WaitingForPredecessor", "train"), "report": ("WaitingForPredecessor", "eval")}
+
+
+def test_plan_places_a_job_group_together(tmp_path):
+    plan = plan_files(write(tmp_path, "g.yaml", GROUP))
+    assert sorted(p["job"] for p in plan["placements"]) == ["replay-buffer", "trainer"]
+    # One job that cannot be placed holds the whole group back.
+    plan = plan_files(write(tmp_path, "g.yaml", GROUP.replace("H100:8", "tpu-v5e-8")))
+    assert plan["placements"] == []
+    assert {q["job"]: q["reason"] for q in plan["queued"]} == {"trainer": "NoOfferSellsGpu",
+                                                              "replay-buffer": "WaitingForGroup"}
