@@ -40,7 +40,8 @@ from placement.spend import RateLimit, rate_caps
 from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
-from placement.spec import launch_name, spec_from_data, to_job, to_jobs
+from placement.spec import check_envs_set, launch_name, spec_from_data, to_job, to_jobs
+from placement.yamlio import ConfigError
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, UsageCheckpoint)
 from policies import load_policy
@@ -176,6 +177,10 @@ class Engine:
         roots = self.policy.files.allowed_roots
         loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes, allowed_roots=roots)
                   for d in documents]
+        try:
+            check_envs_set(loaded)
+        except ConfigError as exc:
+            raise ValueError("; ".join(str(e) for e in exc.errors)) from None
         new, services = [], []
         last_of: dict[str, int] = {}  # a document's source -> the position of its last job in `new`
         first_of: dict[str, int] = {}  # a job group -> the position of its first job

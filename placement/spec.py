@@ -2,8 +2,10 @@
 
 A task file a SkyPilot user already has loads unchanged. Every field of SkyPilot
 0.14's task and resources schemas is accepted, checked and kept as written, so
-`JobSpec.sky_config()` gives SkyPilot back exactly what the user wrote (less
-`placement:`). `to_job` reads what placement needs into the core's `Job`.
+`JobSpec.sky_config()` gives SkyPilot back what the user wrote (less
+`placement:`; `$VAR`s already substituted where SkyPilot substitutes them). `to_job`
+reads what placement needs into the core's `Job`. A file is read as `sky launch` reads
+it: several documents are a pipeline, or a job group (`_load_file`).
 
 Two readings differ from SkyPilot on purpose:
 - `cpus: 8` and `cpus: 8+` both ask for at least 8 vCPUs (likewise `memory`).
@@ -19,7 +21,9 @@ stored in hours.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -458,9 +462,19 @@ class ReplicaPolicy(_Strict):
 
     @model_validator(mode="after")
     def _range(self) -> ReplicaPolicy:
+        """SkyServe's checks (sky/serve/service_spec.py): autoscaling between two counts needs a target load."""
         if self.max_replicas is not None and self.max_replicas < self.min_replicas:
             raise Invalid("max_replicas is below min_replicas", given=str(self.max_replicas),
                           valid=f"at least min_replicas ({self.min_replicas})", path=("max_replicas",))
+        if self.target_qps_per_replica is not None and self.max_replicas is None:
+            raise Invalid("target_qps_per_replica autoscales up to max_replicas, which is not set", given="no "
+                          "max_replicas", valid="max_replicas: <n> beside target_qps_per_replica",
+                          path=("target_qps_per_replica",))
+        if self.target_qps_per_replica is None and self.max_replicas not in (None, self.min_replicas):
+            raise Invalid("different min_replicas and max_replicas autoscale on a target load, which is not set",
+                          given=f"min_replicas: {self.min_replicas}, max_replicas: {self.max_replicas}",
+                          valid="target_qps_per_replica: <requests/s per replica>, or max_replicas equal to "
+                                "min_replicas", path=("max_replicas",))
         return self
 
 
@@ -495,6 +509,15 @@ class Service(_Strict):
     load_balancing_policy: Annotated[str, _one_of("round_robin", "least_load",
                                                   "instance_aware_least_load")] | None = None
     tls: ServiceTls | None = None
+
+    @model_validator(mode="after")
+    def _probe_path(self) -> Service:
+        probe = self.readiness_probe
+        path = probe if isinstance(probe, str) else probe.path if probe is not None else "/"
+        if not path.startswith("/"):
+            raise Invalid("the readiness path must start with /", given=show(path), valid="a path such as /health",
+                          path=("readiness_probe",) if isinstance(probe, str) else ("readiness_probe", "path"))
+        return self
 
     @model_validator(mode="after")
     def _one_count(self) -> Service:
@@ -703,6 +726,63 @@ def spec_json_schema() -> dict[str, Any]:
     return JobSpec.model_json_schema()
 
 
+# --- envs: overrides and SkyPilot's $VAR substitution ---------------------------------------
+
+# sky/task.py `_fill_in_env_vars` in SkyPilot 0.14.1: `$VAR` and `${VAR}` in these fields are replaced by the
+# task's envs (and secrets with a value) before the task is read; a name that is not an env stays as written.
+_ENV_VAR = re.compile(r"\$\{?\b([a-zA-Z_][a-zA-Z0-9_]*)\b\}?")
+_EXPANDED_FIELDS = ("file_mounts", "service", "workdir", "volumes")
+
+
+def with_env(data: Any, env: Mapping[str, str] | None) -> Any:
+    """The document with `--env` / `--env-file` values set in its `envs` (as `sky launch --env` does)."""
+    if not env or not isinstance(data, Mapping):
+        return data
+    envs = data.get("envs")
+    return {**data, "envs": {**(envs if isinstance(envs, Mapping) else {}), **env}}
+
+
+def expand_env_vars(data: Any) -> Any:
+    """The document as SkyPilot reads it: `$VAR` in file_mounts, service, workdir and volumes replaced by the
+    task's envs and valued secrets. Only for reading: what is stored and launched stays as written, and
+    SkyPilot substitutes again itself."""
+    if not isinstance(data, Mapping):
+        return data
+    values = {str(k): str(v) for k, v in (data.get("envs") or {}).items() if v is not None} if isinstance(
+        data.get("envs"), Mapping) else {}
+    secrets = data.get("secrets")
+    if isinstance(secrets, Mapping):
+        values |= {str(k): str(v) for k, v in secrets.items() if v is not None}
+    if not values:
+        return data
+    expanded = dict(data)
+    for name in _EXPANDED_FIELDS:
+        if expanded.get(name) is not None:
+            text = _ENV_VAR.sub(lambda m: values.get(m[1], m[0]), json.dumps(expanded[name]))
+            expanded[name] = json.loads(text)
+    return expanded
+
+
+def unset_envs(spec: JobSpec) -> list[str]:
+    """The envs the spec leaves without a value (`HF_TOKEN:`): SkyPilot refuses to launch it until each is set."""
+    return [name for name, value in (spec.envs or {}).items() if value is None]
+
+
+def check_envs_set(loaded: Iterable[LoadedSpec]) -> None:
+    """Refuse specs that leave an env without a value, naming each (SkyPilot will not launch them)."""
+    loaded = list(loaded)
+    per_file = Counter(item.file for item in loaded)
+    errors = []
+    for item in loaded:
+        for name in unset_envs(item.spec):
+            several = per_file[item.file] > 1 or item.document > 1
+            errors.append(FieldError(item.file, item.lines.get(("envs", name)), item.document if several else None,
+                                     f"envs.{name}", "has no value", given="null",
+                                     valid=f"a value in the file, or --env {name}=VALUE or --env-file FILE"))
+    if errors:
+        raise ConfigError(errors)
+
+
 # --- loading ------------------------------------------------------------------------------
 
 class PipelineHeader(_Strict):
@@ -737,6 +817,7 @@ class LoadedSpec:
     pipeline: str | None = None  # the pipeline's or job group's name, from its header document
     after: int | None = None  # in a pipeline: the document that must succeed before this one runs
     group: str | None = None  # in a job group: placed with the group's other tasks, all or none
+    lines: Mapping[tuple, int] = field(default_factory=dict, repr=False)  # field path -> line, for later errors
 
     @property
     def source(self) -> str:
@@ -755,7 +836,7 @@ def spec_from_data(data: dict[str, Any], source: str, *,
     check_data_limits(data, source)
     context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
     try:  # the same words as a file's errors, the source for a place (the service has no lines)
-        spec = parse_model(JobSpec, Document(data, source, 1, False, {}), context=context)
+        spec = parse_model(JobSpec, Document(expand_env_vars(data), source, 1, False, {}), context=context)
     except ConfigError as exc:
         raise ValueError("; ".join(str(e) for e in exc.errors)) from None
     file, _, document = source.rpartition("#")
@@ -764,21 +845,23 @@ def spec_from_data(data: dict[str, Any], source: str, *,
 
 def load_specs(paths: Iterable[str | Path], *,
                priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES,
-               allowed_roots: Sequence[str] | None = None) -> list[LoadedSpec]:
+               allowed_roots: Sequence[str] | None = None,
+               env: Mapping[str, str] | None = None) -> list[LoadedSpec]:
     """Job specs from files, multi-document files and directories (every *.yaml / *.yml below, sorted).
 
     `priority_classes` are the names `placement.priority` may take (a policy sets them); a
     spec that names none gets `normal`. Raises one ConfigError with every problem of every
     file. A file is taken whole or not at all: one bad document rejects its file, and so does a file
     that holds no job. `allowed_roots`: the directories of this host that local workdir / file_mounts
-    sources may name, for a caller that will launch them (None: not checked, as for `plan`).
+    sources may name, for a caller that will launch them (None: not checked, as for `plan`). `env`: values
+    for every task's envs (`--env`, `--env-file`), kept in each `LoadedSpec.data`.
     """
     context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
     specs: list[LoadedSpec] = []
     errors = []
     for file in _spec_files(paths):
         try:
-            specs += _load_file(file, context)
+            specs += _load_file(file, context, env)
         except ConfigError as exc:
             errors += exc.errors
     if errors:
@@ -800,7 +883,7 @@ def _spec_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
+def _load_file(file: Path, context: dict[str, Any], env: Mapping[str, str] | None = None) -> list[LoadedSpec]:
     """The jobs of one file, read as `sky launch` reads it (`sky.utils.dag_utils.load_dag_from_yaml`): one
     document is a task; several are a pipeline, each task after the one before (a first document with only
     `name:` (and `execution: serial`) names it); a first document with `execution: parallel` heads a job group."""
@@ -813,11 +896,12 @@ def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
     group = header.name if isinstance(header, JobGroupHeader) else None
     previous: int | None = None
     for document in tasks:
+        data = with_env(document.data, env)
         try:
-            spec = parse_model(JobSpec, document, context=context)
-            specs.append(LoadedSpec(spec, document.file, document.index, document.data,
+            spec = parse_model(JobSpec, dataclasses.replace(document, data=expand_env_vars(data)), context=context)
+            specs.append(LoadedSpec(spec, document.file, document.index, data,
                                     pipeline=header.name if header else None, group=group,
-                                    after=None if group or len(tasks) == 1 else previous))
+                                    after=None if group or len(tasks) == 1 else previous, lines=document.lines))
         except ConfigError as exc:
             errors += exc.errors
         previous = document.index

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from clouds.catalog import SHIPPED_CATALOG_DIR, load_catalog_dir
 from placement.model import Snapshot
 from placement.solve import solve
-from placement.spec import gpu_choices, load_specs, spec_from_data, to_job, to_jobs
+from placement.spec import gpu_choices, load_specs, spec_from_data, to_job, to_jobs, unset_envs
 from placement.yamlio import ConfigError
 from policies import load_policy
 from tests.solver_fixtures import make_policy, public
@@ -157,3 +157,91 @@ def test_plan_places_a_job_group_together(tmp_path):
     assert plan["placements"] == []
     assert {q["job"]: q["reason"] for q in plan["queued"]} == {"trainer": "NoOfferSellsGpu",
                                                               "replay-buffer": "WaitingForGroup"}
+
+
+# --- envs: $VAR substitution, values from the command line, SkyServe's checks -------------------------
+
+ENVS = """\
+envs:
+  DATA_BUCKET_NAME: my-bucket
+  DATA_BUCKET_STORE_TYPE: s3
+  HF_TOKEN:
+file_mounts:
+  /data:
+    name: $DATA_BUCKET_NAME
+    store: ${DATA_BUCKET_STORE_TYPE}
+    mode: MOUNT
+run: echo
+"""
+
+
+def test_envs_are_substituted_where_skypilot_substitutes_them(tmp_path):
+    [loaded] = load_specs([write(tmp_path, "e.yaml", ENVS)])
+    mount = loaded.spec.file_mounts["/data"]
+    assert (mount.name, mount.store) == ("my-bucket", "s3")
+    assert loaded.data["file_mounts"]["/data"]["store"] == "${DATA_BUCKET_STORE_TYPE}"  # stored as written
+
+
+def test_an_unknown_variable_is_left_as_written_and_then_checked(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_specs([write(tmp_path, "e.yaml", ENVS.replace("${DATA_BUCKET_STORE_TYPE}", "$NOT_AN_ENV"))])
+    [error] = caught.value.errors
+    assert error.line == 8 and "$NOT_AN_ENV" in str(error)
+
+
+def test_env_values_from_the_command_line_fill_the_envs(tmp_path):
+    path = write(tmp_path, "e.yaml", ENVS)
+    assert unset_envs(load_specs([path])[0].spec) == ["HF_TOKEN"]
+    [loaded] = load_specs([path], env={"HF_TOKEN": "hf_x", "DATA_BUCKET_STORE_TYPE": "gcs"})
+    assert unset_envs(loaded.spec) == [] and loaded.data["envs"]["HF_TOKEN"] == "hf_x"
+    assert loaded.spec.file_mounts["/data"].store == "gcs"
+
+
+def test_submit_names_each_env_still_unset_and_validate_only_notes_it(tmp_path):
+    from placement.cli import app
+
+    path = write(tmp_path, "e.yaml", ENVS.replace("  HF_TOKEN:\n", "  HF_TOKEN:\n  WANDB_KEY:\n"))
+    result = CliRunner().invoke(app, ["submit", str(path), "--address", "127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert f"{path}:4: envs.HF_TOKEN: has no value" in result.output
+    assert f"{path}:5: envs.WANDB_KEY: has no value" in result.output
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "HF_TOKEN, WANDB_KEY" in result.output
+    (tmp_path / ".env").write_text("HF_TOKEN=hf_x\n")
+    result = CliRunner().invoke(app, ["submit", str(path), "--env-file", str(tmp_path / ".env"), "--address",
+                                      "127.0.0.1:1"])
+    assert "HF_TOKEN" not in result.output and f"{path}:5: envs.WANDB_KEY" in result.output
+
+
+def test_the_service_refuses_a_spec_with_an_env_unset(tmp_path):
+    from placement.service import Engine, ServiceConfig
+
+    eng = Engine(ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, catalogs=()), {})
+    data = {"run": "echo", "envs": {"HF_TOKEN": None}}
+    with pytest.raises(ValueError, match="envs.HF_TOKEN: has no value"):
+        eng.submit([{"source": "e.yaml#1", "data": data}])
+    assert eng.store.jobs() == []
+
+
+@pytest.mark.parametrize(("policy", "accepted"), [
+    ({"min_replicas": 1, "max_replicas": 3}, False),
+    ({"min_replicas": 1, "max_replicas": 3, "target_qps_per_replica": 5}, True),
+    ({"min_replicas": 2, "max_replicas": 2}, True),
+    ({"min_replicas": 1, "target_qps_per_replica": 5}, False),
+    ({"min_replicas": 1}, True),
+])
+def test_service_checks_are_skypilots(policy, accepted):
+    import sky
+
+    data = {"run": "serve", "service": {"readiness_probe": "/health", "replica_policy": policy}}
+    try:
+        sky.Task.from_yaml_config(json.loads(json.dumps(data)))
+        sky_accepts = True
+    except ValueError:
+        sky_accepts = False
+    assert sky_accepts is accepted
+    if accepted:
+        spec_from_data(data, "s.yaml")
+    else:
+        with pytest.raises(ValueError, match="service.replica_policy"):
+            spec_from_data(data, "s.yaml")

@@ -559,12 +559,12 @@ def test_service_replicas(tmp_path):
         name: web
         service:
           readiness_probe: /health
-          replica_policy: {min_replicas: 0, max_replicas: 4}
+          replica_policy: {min_replicas: 0, max_replicas: 4, target_qps_per_replica: 2}
         ---
         name: api
         service:
           readiness_probe: /health
-          replica_policy: {min_replicas: 3, max_replicas: 4}
+          replica_policy: {min_replicas: 3, max_replicas: 4, target_qps_per_replica: 2}
         resources: {accelerators: L4:1}
         """)])
     jobs = to_jobs(loaded)
