@@ -128,7 +128,8 @@ def call(method: Any, *args: Any, timeout_s: float | None = None) -> Any:
 def documents_of(loaded: list[LoadedSpec]) -> list[dict[str, Any]]:
     """What `submit` sends for these specs: each document, and a pipeline's order and a job group by source."""
     return [{"source": item.source, "data": item.data,
-             "after": f"{item.file}#{item.after}" if item.after is not None else None, "group": item.group}
+             "after": f"{item.file}#{item.after}" if item.after is not None else None,
+             "group": f"{item.file}#{item.group}" if item.group else None}
             for item in loaded]
 
 

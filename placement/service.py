@@ -675,7 +675,7 @@ def _edges(document: dict[str, Any], last_of: dict[str, int], first_of: dict[str
         raise ValueError(f"{document['source']}: runs after {after!r}, which is not an earlier document of this "
                          f"submission (earlier: {', '.join(last_of) or 'none'})")
     if group is not None and not isinstance(group, str):
-        raise ValueError(f"{document['source']}: group must be a job group's name, not {group!r}")
+        raise ValueError(f"{document['source']}: group must name a job group (its file#name), not {group!r}")
     return (last_of[after] if after is not None else None), (first_of.setdefault(group, position) if group else None)
 
 

@@ -1011,7 +1011,7 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
         used.add(name)
         used.update(ids(name))
         after = last_of.get((item.file, item.after)) if item.after is not None else None
-        group = first_of.setdefault((item.file, item.group), ids(name)[0]) if item.group else None
+        group = first_of.setdefault((item.file, item.group), (ids(name) or [name])[0]) if item.group else None
         made = [dataclasses.replace(to_job(item, job_id), after=after, group=group) for job_id in ids(name)]
         if made:
             last_of[(item.file, item.document)] = made[-1].id
