@@ -16,7 +16,7 @@ becomes one line in `CatalogLoad.warnings`, grouped per file, instance type and 
 - GPU counts that cannot be right (zero or below, over 16 per VM, or a fraction of a GPU that
   clouds do not sell in slices): skipped, unless the true count is known from the instance
   name or `_KNOWN_GPU_COUNTS` (Azure ND96isr_H100_v5 says 12; it has 8), then fixed;
-- accelerators this engine does not know (TPUs, Inferentia, ...): skipped;
+- accelerators with no GPU memory figure (TPUs, Inferentia, ...): skipped;
 - GCP (host and GPU priced apart, see `_gcp_offers`): a host price of 0.0 (a4-highgpu-8g)
   leaves the GPU row as the whole price, a lower bound, rather than dropping the only B200
   machine GCP lists; GPU machine types SkyPilot does not map to their GPUs (a3-edgegpu-8g,
@@ -181,6 +181,22 @@ def default_catalog_dirs() -> list[Path]:
     return ([own] if own.is_dir() else []) + [SHIPPED_CATALOG_DIR]
 
 
+@cache
+def _instance_gpus() -> dict[str, tuple[str, float]]:
+    gpus: dict[str, tuple[str, float]] = {}
+    for offer in load_catalogs(default_catalog_dirs()).offers:
+        if offer.gpu and "+" not in offer.id:  # an N1 host's attached GPUs are not the machine type's
+            gpus.setdefault(offer.name, (offer.gpu, offer.gpu_count))
+    return gpus
+
+
+def instance_accelerators(instance_type: str) -> tuple[str, float] | None:
+    """The GPUs (canonical name, count) a public instance type comes with: what SkyPilot fills in as the
+    `accelerators` of a task that names only `instance_type` (`p4d.24xlarge` -> A100 x 8). None for a
+    CPU-only type, or one no catalog lists."""
+    return _instance_gpus().get(instance_type)
+
+
 def load_catalog_dir(path: str | Path) -> CatalogLoad:
     """Offers from every `<cloud>/vms*.csv` under one catalog directory."""
     return load_catalogs([path])
@@ -323,8 +339,8 @@ def _resolve_gpu(cloud: str, row: _Row, report: Callable[[str], None]) -> _Gpu |
     if not row.accelerator:
         return _NO_GPU
     name = canonical_gpu(row.accelerator)
-    if name is None:
-        report(f"unknown accelerator {row.accelerator!r}; skipped")
+    if name is None or gpu_memory_gb(name) is None:  # TPUs, Inferentia: not GPUs the engine can size
+        report(f"unknown accelerator {row.accelerator!r} (no GPU memory figure for it); skipped")
         return None
     count = row.count
     known = _known_gpu_count(cloud, row.instance)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -108,23 +109,53 @@ def _tier_list(tiers: list[str] | None) -> list[Tier] | None:
 
 
 PolicyOpt = Annotated[str, typer.Option(help="Built-in policy name or a policy file.")]
+EnvOpt = Annotated[Optional[list[str]], typer.Option("--env", help="KEY=VALUE for every task's envs (as `sky launch "
+                                                     "--env`); KEY alone takes this shell's value. Repeatable.")]
+EnvFileOpt = Annotated[Optional[Path], typer.Option("--env-file", help="A dotenv file of KEY=VALUE lines for every "
+                                                    "task's envs; --env wins over it.")]
+
+
+def _env(env: list[str] | None, env_file: Path | None) -> dict[str, str]:
+    """`--env-file` then `--env` values, as SkyPilot merges them (`--env` wins)."""
+    values: dict[str, str] = {}
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        if not env_file.is_file():
+            raise ValueError(f"--env-file {env_file}: no such file")
+        values |= {k: v or "" for k, v in dotenv_values(env_file).items()}
+    for item in env or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise ValueError(f"--env {key}: no value given and none in this shell's environment; valid: "
+                                 "KEY=VALUE, or KEY with KEY set in the shell")
+            value = os.environ[key]
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"--env {item}: {key!r} is not an environment variable name; valid: letters, digits "
+                             "and _, not starting with a digit (e.g. HF_TOKEN=...)")
+        values[key] = value
+    return values
 
 
 @app.command()
-def validate(files: Files, policy: PolicyOpt = "balanced") -> None:
+def validate(files: Files, policy: PolicyOpt = "balanced", env: EnvOpt = None, env_file: EnvFileOpt = None) -> None:
     """Check job specs as the service would take them under this policy (its priority classes, the files of
     the host it lets jobs upload): a one-line summary per job, or every error with its file and line."""
-    from placement.spec import load_specs, to_jobs
+    from placement.spec import load_specs, to_jobs, unset_envs
     from policies import load_policy
 
     def body() -> None:
         chosen = load_policy(policy)
         loaded = load_specs(files, priority_classes=list(chosen.priorities),
-                            allowed_roots=chosen.files.allowed_roots)
+                            allowed_roots=chosen.files.allowed_roots, env=_env(env, env_file))
         jobs = iter(to_jobs(loaded))
         for spec in loaded:
             for job in [next(jobs) for _ in to_jobs([spec])]:
                 _summarise(job, spec.file)
+            if unset := unset_envs(spec.spec):
+                out.print(f"  [yellow]note[/yellow]: envs without a value: {', '.join(unset)}; submit needs "
+                          "--env or --env-file for each", soft_wrap=True)
     _guarded(body)
 
 
@@ -259,21 +290,23 @@ def plan(
     catalog: CatalogOpt = None,
     explain: Annotated[Optional[str], typer.Option(help="Explain one job's placement or wait.")] = None,
     as_json: JsonOpt = False,
+    env: EnvOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Offline what-if: run one placement round on these jobs against the inventory and catalogs."""
     from clouds.offers import collect_offers
     from placement.model import Snapshot
-    from placement.solve import solve_round
+    from placement.chains import plan_round
     from placement.spec import load_specs, to_jobs
     from policies import load_policy
 
     def body() -> None:
         chosen = load_policy(policy)
-        jobs = to_jobs(load_specs(files, priority_classes=list(chosen.priorities)))
+        jobs = to_jobs(load_specs(files, priority_classes=list(chosen.priorities), env=_env(env, env_file)))
         offer_set = collect_offers(inventory, catalog)
         snapshot = Snapshot(jobs=tuple(jobs), offers=tuple(offer_set.offers),
                             pool_quotas=tuple(sorted(offer_set.pool_quotas.items())))
-        result = solve_round(snapshot, chosen)
+        result = plan_round(snapshot, chosen)
         if explain is not None:
             from placement.report import explain_job
             explain_job(out, explain, snapshot, chosen, result)
@@ -411,18 +444,22 @@ def submit(
         "--secret", help="An env of the spec whose value is secret (repeatable). Names with TOKEN, KEY, SECRET "
                          "or PASSWORD in them, and `secrets:`, are secret anyway.")] = None,
     address: AddressOpt = None,
+    env: EnvOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
-    """Submit job specs; prints their ids once they are stored. An invalid file is rejected whole."""
+    """Submit job specs; prints their ids once they are stored. An invalid file is rejected whole, and so is
+    one that leaves an env without a value (set it with --env or --env-file)."""
     from dataclasses import replace
 
     from placement.client import call, submit as send
     from placement.secrets import mark_secret, unknown_names
-    from placement.spec import load_specs
+    from placement.spec import check_envs_set, load_specs
 
     def body() -> None:
-        load_specs(files)  # a bad file is reported before the service is asked anything
+        values = _env(env, env_file)
+        check_envs_set(load_specs(files, env=values))  # a bad file is reported before the service is asked
         handle = _service(address)
-        loaded = load_specs(files, allowed_roots=call(handle.file_roots))  # the roots the service allows
+        loaded = load_specs(files, allowed_roots=call(handle.file_roots), env=values)  # the roots it allows
         if missing := unknown_names([item.data for item in loaded], secret or []):
             _fail(f"--secret {', '.join(missing)}: no env of that name in {', '.join(map(str, files))}")
         loaded = [replace(item, data=mark_secret(item.data, secret or [])) for item in loaded]

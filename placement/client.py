@@ -77,10 +77,18 @@ def call(method: Any, *args: Any, timeout_s: float | None = None) -> Any:
                                  "moment") from None
 
 
+def documents_of(loaded: list[LoadedSpec]) -> list[dict[str, Any]]:
+    """What `submit` sends for these specs: each document, and a pipeline's order and a job group by source."""
+    return [{"source": item.source, "data": item.data,
+             "after": f"{item.file}#{item.after}" if item.after is not None else None,
+             "group": f"{item.file}#{item.group}" if item.group else None}
+            for item in loaded]
+
+
 def submit(handle: Any, loaded: list[LoadedSpec]) -> list[str]:
     """Store the jobs; the reply is their ids. Ray delivers the call again if the service restarts meanwhile,
     and the batch token makes a second delivery return the first one's ids."""
-    documents = [{"source": item.source, "data": item.data} for item in loaded]
+    documents = documents_of(loaded)
     try:
         return call(handle.submit, documents, uuid.uuid4().hex)
     except ServiceUnavailable as exc:

@@ -72,6 +72,8 @@ class Job:
     gpu_memory_gb: float | None = None  # minimum GPU memory per GPU (an estimate's central figure if estimated)
     waited_hours: float = 0.0  # time already spent queued, from the store
     gpu_memory_estimated: bool = False  # gpu_memory_gb is an estimate: the policy's memory margin is added to it
+    after: str | None = None  # a pipeline's previous task: this job waits until that one succeeded
+    group: str | None = None  # a job group (its first job's id): its jobs are placed together or not at all
 
     def gpu_memory_needed(self, margin: float) -> float | None:
         """The GPU memory an offer must have: an estimate x (1 + margin), a figure given outright as it is."""
@@ -189,6 +191,7 @@ class ReasonCode(StrEnum):
     """Why a job is not placed this round (Kueue's pending reasons, Slurm's reason codes)."""
 
     NO_FEASIBLE_TARGET = "NoFeasibleTarget"  # no GPU type / shape fits anywhere
+    NO_OFFER_SELLS_GPU = "NoOfferSellsGpu"  # a GPU SkyPilot knows, but no node, pool or catalog offer has it
     INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"  # every GPU of the asked type is too small
     RESIDENCY = "ResidencyForbids"  # only on-prem allowed, and on-prem has no capacity
     OVER_QUOTA = "OverQuota"
@@ -196,6 +199,9 @@ class ReasonCode(StrEnum):
     OVER_BUDGET = "OverBudget"
     WAITING_FOR_CAPACITY = "WaitingForCapacity"
     WAITING_FOR_RESERVED_CAPACITY = "WaitingForReservedCapacity"  # holds a reservation on the nodes that free first
+    WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"  # a pipeline's previous task has not succeeded yet
+    WAITING_FOR_GROUP = "WaitingForGroup"  # another job of its job group cannot be placed this round
+    PREDECESSOR_FAILED = "PredecessorFailed"  # a pipeline's previous task failed: this one never runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,20 +27,22 @@ from clouds.gpus import canonical_gpu, gpu_memory_gb
 from clouds.inventory import load_inventory
 from clouds.telemetry import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
-from placement.model import DurationRatio, Job, Offer, Plan, Running, Snapshot, Tier
+from placement.model import DurationRatio, Job, Offer, Plan, ReasonCode, Running, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
                             flags_for, usage_series)
 from placement.memory_history import MemoryHistory, MemoryPeak, facts_key, remember
 from placement.rightsizing import Rightsizing, SimilarJobFlag, rightsize, shape
 from placement.caps import CapGuard
+from placement.chains import plan_round
 from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve.downscale import DownscaleAction
 from placement.spend import RateLimit, rate_caps
-from placement.solve import RoundResult, solve_round
+from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
-from placement.spec import launch_name, spec_from_data, to_job, to_jobs
+from placement.spec import check_envs_set, launch_name, spec_from_data, to_job, to_jobs
+from placement.yamlio import ConfigError
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
@@ -182,14 +184,23 @@ class Engine:
         roots = self.policy.files.allowed_roots
         loaded = [spec_from_data(d["data"], d["source"], priority_classes=classes, allowed_roots=roots)
                   for d in documents]
+        try:
+            check_envs_set(loaded)
+        except ConfigError as exc:
+            raise ValueError("; ".join(str(e) for e in exc.errors)) from None
         new, services = [], []
-        for item in loaded:
+        last_of: dict[str, int] = {}  # a document's source -> the position of its last job in `new`
+        first_of: dict[str, int] = {}  # a job group -> the position of its first job
+        for document, item in zip(documents, loaded):
+            after, group = _edges(document, last_of, first_of, len(new))
             jobs = to_jobs([item])
             service = _new_service(item) if item.spec.service is not None else None
             if service is not None:
                 services.append(service)
             new += [NewJob(id=job.id, name=job.name, team=job.team, priority=job.priority, spec=item.data,
-                           source=item.source, service=service.name if service else None) for job in jobs]
+                           source=item.source, service=service.name if service else None, after=after, group=group)
+                    for job in jobs]
+            last_of[item.source] = len(new) - 1
         return self.store.add_jobs(new, self.clock(), batch or uuid.uuid4().hex, services)
 
     def report_load(self, service_id: str, qps: float) -> None:
@@ -237,7 +248,8 @@ class Engine:
         job = self._jobs.get(record.id)
         if job is None:
             loaded = spec_from_data(record.spec, record.source, priority_classes=list(self.policy.priorities))
-            job = self._jobs[record.id] = to_job(loaded, record.id)
+            job = self._jobs[record.id] = dataclasses.replace(to_job(loaded, record.id), after=record.after,
+                                                              group=record.group)
         return job
 
     def _rightsized(self, record: JobRecord, similar: dict[tuple[str, str], list[SimilarJobFlag]]
@@ -331,7 +343,9 @@ class Engine:
                             duration_ratios=self._duration_ratios(),
                             reserved=frozenset(r.job_id for r in self.store.reservations()))
         self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
-        result = solve_round(snapshot, policy)
+        succeeded, failed = self._predecessors(placeable, now)
+        result = plan_round(snapshot, policy, succeeded, failed)
+        self._fail_after_failed(result.plan, now)
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
         if result.plan.migrations:
             self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
@@ -352,6 +366,24 @@ class Engine:
         except Exception:  # an unreadable row must not stop placement: the forecast then trusts the estimates
             log.exception("learning duration ratios from finished runs failed; using the jobs' own estimates")
             return ()
+
+    def _predecessors(self, pending: list[JobRecord], now: float) -> tuple[set[str], set[str]]:
+        """The pipeline predecessors of these jobs that succeeded, and those that failed or were cancelled."""
+        succeeded, failed = set(), set()
+        for job_id in {r.after for r in pending if r.after}:
+            record = self.store.job(job_id)
+            if record is not None and record.state is JobState.SUCCEEDED:
+                succeeded.add(job_id)
+            elif record is None or record.state in (JobState.FAILED, JobState.CANCELLED):
+                failed.add(job_id)
+        return succeeded, failed
+
+    def _fail_after_failed(self, plan: Plan, now: float) -> None:
+        """A pipeline task after a failed one never runs: it fails, naming the task that failed."""
+        for job_id, reason in plan.queued:
+            if reason.code is ReasonCode.PREDECESSOR_FAILED:
+                self.store.update_job(job_id, now, event="failed", detail=reason.message, state=JobState.FAILED,
+                                      finished_at=now, reason_code=reason.code.value, reason=reason.message)
 
     def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
                 downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
@@ -674,6 +706,18 @@ class Engine:
 
 
 _REPLICA = re.compile(r"-replica-(\d+)-\d+$")  # `<service>-replica-<k>-<store number>`
+
+
+def _edges(document: dict[str, Any], last_of: dict[str, int], first_of: dict[str, int], position: int
+           ) -> tuple[int | None, int | None]:
+    """A submitted document's pipeline predecessor and job group, as positions in the submission."""
+    after, group = document.get("after"), document.get("group")
+    if after is not None and after not in last_of:
+        raise ValueError(f"{document['source']}: runs after {after!r}, which is not an earlier document of this "
+                         f"submission (earlier: {', '.join(last_of) or 'none'})")
+    if group is not None and not isinstance(group, str):
+        raise ValueError(f"{document['source']}: group must name a job group (its file#name), not {group!r}")
+    return (last_of[after] if after is not None else None), (first_of.setdefault(group, position) if group else None)
 
 
 def _replica_number(job_id: str) -> int:

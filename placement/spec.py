@@ -2,8 +2,10 @@
 
 A task file a SkyPilot user already has loads unchanged. Every field of SkyPilot
 0.14's task and resources schemas is accepted, checked and kept as written, so
-`JobSpec.sky_config()` gives SkyPilot back exactly what the user wrote (less
-`placement:`). `to_job` reads what placement needs into the core's `Job`.
+`JobSpec.sky_config()` gives SkyPilot back what the user wrote (less
+`placement:`; `$VAR`s already substituted where SkyPilot substitutes them). `to_job`
+reads what placement needs into the core's `Job`. A file is read as `sky launch` reads
+it: several documents are a pipeline, or a job group (`_load_file`).
 
 Two readings differ from SkyPilot on purpose:
 - `cpus: 8` and `cpus: 8+` both ask for at least 8 vCPUs (likewise `memory`).
@@ -18,7 +20,10 @@ stored in hours.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo, WithJsonSchema, field_validator,
                       model_validator)
 
+from clouds.catalog import instance_accelerators
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
@@ -159,11 +165,11 @@ def gpu_choices(value: Any) -> tuple[tuple[GpuChoice, ...], bool]:
         raise Invalid("wrong type", given=show(value), valid=_ACCEL_VALID)
     if not items:
         raise Invalid("no accelerator given", given=show(value), valid=_ACCEL_VALID)
-    choices: dict[str, GpuChoice] = {}
+    choices: dict[GpuChoice, None] = {}  # every (GPU, count): {A100:4, A100:8} is two alternatives
     for path, text, count in items:
         for choice in _parse_accelerator(text, count, path):
-            choices.setdefault(choice.name, choice)
-    return tuple(choices.values()), isinstance(value, list)
+            choices.setdefault(choice)
+    return tuple(choices), isinstance(value, list)
 
 
 def _parse_accelerator(text: Any, count: Any, path: tuple) -> list[GpuChoice]:
@@ -456,9 +462,19 @@ class ReplicaPolicy(_Strict):
 
     @model_validator(mode="after")
     def _range(self) -> ReplicaPolicy:
+        """SkyServe's checks (sky/serve/service_spec.py): autoscaling between two counts needs a target load."""
         if self.max_replicas is not None and self.max_replicas < self.min_replicas:
             raise Invalid("max_replicas is below min_replicas", given=str(self.max_replicas),
                           valid=f"at least min_replicas ({self.min_replicas})", path=("max_replicas",))
+        if self.target_qps_per_replica is not None and self.max_replicas is None:
+            raise Invalid("target_qps_per_replica autoscales up to max_replicas, which is not set", given="no "
+                          "max_replicas", valid="max_replicas: <n> beside target_qps_per_replica",
+                          path=("target_qps_per_replica",))
+        if self.target_qps_per_replica is None and self.max_replicas not in (None, self.min_replicas):
+            raise Invalid("different min_replicas and max_replicas autoscale on a target load, which is not set",
+                          given=f"min_replicas: {self.min_replicas}, max_replicas: {self.max_replicas}",
+                          valid="target_qps_per_replica: <requests/s per replica>, or max_replicas equal to "
+                                "min_replicas", path=("max_replicas",))
         return self
 
 
@@ -493,6 +509,15 @@ class Service(_Strict):
     load_balancing_policy: Annotated[str, _one_of("round_robin", "least_load",
                                                   "instance_aware_least_load")] | None = None
     tls: ServiceTls | None = None
+
+    @model_validator(mode="after")
+    def _probe_path(self) -> Service:
+        probe = self.readiness_probe
+        path = probe if isinstance(probe, str) else probe.path if probe is not None else "/"
+        if not path.startswith("/"):
+            raise Invalid("the readiness path must start with /", given=show(path), valid="a path such as /health",
+                          path=("readiness_probe",) if isinstance(probe, str) else ("readiness_probe", "path"))
+        return self
 
     @model_validator(mode="after")
     def _one_count(self) -> Service:
@@ -707,7 +732,87 @@ def spec_json_schema() -> dict[str, Any]:
     return JobSpec.model_json_schema()
 
 
+# --- envs: overrides and SkyPilot's $VAR substitution ---------------------------------------
+
+# sky/task.py `_fill_in_env_vars` in SkyPilot 0.14.1: `$VAR` and `${VAR}` in these fields are replaced by the
+# task's envs (and secrets with a value) before the task is read; a name that is not an env stays as written.
+_ENV_VAR = re.compile(r"\$\{?\b([a-zA-Z_][a-zA-Z0-9_]*)\b\}?")
+_EXPANDED_FIELDS = ("file_mounts", "service", "workdir", "volumes")
+
+
+def with_env(data: Any, env: Mapping[str, str] | None) -> Any:
+    """The document with `--env` / `--env-file` values set in its `envs` (as `sky launch --env` does)."""
+    if not env or not isinstance(data, Mapping):
+        return data
+    envs = data.get("envs")
+    return {**data, "envs": {**(envs if isinstance(envs, Mapping) else {}), **env}}
+
+
+def expand_env_vars(data: Any) -> Any:
+    """The document as SkyPilot reads it: `$VAR` in file_mounts, service, workdir and volumes replaced by the
+    task's envs and valued secrets. Only for reading: what is stored and launched stays as written, and
+    SkyPilot substitutes again itself."""
+    if not isinstance(data, Mapping):
+        return data
+    values = {str(k): str(v) for k, v in (data.get("envs") or {}).items() if v is not None} if isinstance(
+        data.get("envs"), Mapping) else {}
+    secrets = data.get("secrets")
+    if isinstance(secrets, Mapping):
+        values |= {str(k): str(v) for k, v in secrets.items() if v is not None}
+    if not values:
+        return data
+    expanded = dict(data)
+    for name in _EXPANDED_FIELDS:
+        if expanded.get(name) is not None:
+            text = _ENV_VAR.sub(lambda m: values.get(m[1], m[0]), json.dumps(expanded[name]))
+            expanded[name] = json.loads(text)
+    return expanded
+
+
+def unset_envs(spec: JobSpec) -> list[str]:
+    """The envs the spec leaves without a value (`HF_TOKEN:`): SkyPilot refuses to launch it until each is set."""
+    return [name for name, value in (spec.envs or {}).items() if value is None]
+
+
+def check_envs_set(loaded: Iterable[LoadedSpec]) -> None:
+    """Refuse specs that leave an env without a value, naming each (SkyPilot will not launch them)."""
+    loaded = list(loaded)
+    per_file = Counter(item.file for item in loaded)
+    errors = []
+    for item in loaded:
+        for name in unset_envs(item.spec):
+            several = per_file[item.file] > 1 or item.document > 1
+            errors.append(FieldError(item.file, item.lines.get(("envs", name)), item.document if several else None,
+                                     f"envs.{name}", "has no value", given="null",
+                                     valid=f"a value in the file, or --env {name}=VALUE or --env-file FILE"))
+    if errors:
+        raise ConfigError(errors)
+
+
 # --- loading ------------------------------------------------------------------------------
+
+class PipelineHeader(_Strict):
+    """The first document of a SkyPilot pipeline: its name (`execution: serial` is the default)."""
+
+    name: str
+    execution: Literal["serial"] | None = None
+
+
+_GROUP_NAME = r"[A-Za-z0-9_-]+"  # dag_utils._load_job_group: alphanumerics, '-' and '_'
+
+
+class JobGroupHeader(BaseModel):
+    """The first document of a SkyPilot job group (`execution: parallel`): its tasks run together.
+    Fields SkyPilot does not know are ignored, as SkyPilot ignores them (with a warning)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: Annotated[str, Field(pattern=f"^{_GROUP_NAME}$")]
+    execution: Literal["parallel"]
+    primary_tasks: list[str] | None = None
+    termination_delay: str | int | dict[str, str | int] | None = None
+    inter_connection: Any = None
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedSpec:
@@ -715,6 +820,10 @@ class LoadedSpec:
     file: str
     document: int  # 1-based position in its file
     data: dict[str, Any] = field(default_factory=dict)  # the document as written, for the service to store
+    pipeline: str | None = None  # the pipeline's or job group's name, from its header document
+    after: int | None = None  # in a pipeline: the document that must succeed before this one runs
+    group: str | None = None  # in a job group: placed with the group's other tasks, all or none
+    lines: Mapping[tuple, int] = field(default_factory=dict, repr=False)  # field path -> line, for later errors
 
     @property
     def source(self) -> str:
@@ -733,7 +842,7 @@ def spec_from_data(data: dict[str, Any], source: str, *,
     check_data_limits(data, source)
     context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
     try:  # the same words as a file's errors, the source for a place (the service has no lines)
-        spec = parse_model(JobSpec, Document(data, source, 1, False, {}), context=context)
+        spec = parse_model(JobSpec, Document(expand_env_vars(data), source, 1, False, {}), context=context)
     except ConfigError as exc:
         raise ValueError("; ".join(str(e) for e in exc.errors)) from None
     file, _, document = source.rpartition("#")
@@ -742,21 +851,23 @@ def spec_from_data(data: dict[str, Any], source: str, *,
 
 def load_specs(paths: Iterable[str | Path], *,
                priority_classes: Collection[str] = DEFAULT_PRIORITY_CLASSES,
-               allowed_roots: Sequence[str] | None = None) -> list[LoadedSpec]:
+               allowed_roots: Sequence[str] | None = None,
+               env: Mapping[str, str] | None = None) -> list[LoadedSpec]:
     """Job specs from files, multi-document files and directories (every *.yaml / *.yml below, sorted).
 
     `priority_classes` are the names `placement.priority` may take (a policy sets them); a
     spec that names none gets `normal`. Raises one ConfigError with every problem of every
     file. A file is taken whole or not at all: one bad document rejects its file, and so does a file
     that holds no job. `allowed_roots`: the directories of this host that local workdir / file_mounts
-    sources may name, for a caller that will launch them (None: not checked, as for `plan`).
+    sources may name, for a caller that will launch them (None: not checked, as for `plan`). `env`: values
+    for every task's envs (`--env`, `--env-file`), kept in each `LoadedSpec.data`.
     """
     context = {"priority_classes": tuple(priority_classes), "allowed_roots": allowed_roots}
     specs: list[LoadedSpec] = []
     errors = []
     for file in _spec_files(paths):
         try:
-            specs += _load_file(file, context)
+            specs += _load_file(file, context, env)
         except ConfigError as exc:
             errors += exc.errors
     if errors:
@@ -778,21 +889,70 @@ def _spec_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _load_file(file: Path, context: dict[str, Any]) -> list[LoadedSpec]:
+def _load_file(file: Path, context: dict[str, Any], env: Mapping[str, str] | None = None) -> list[LoadedSpec]:
+    """The jobs of one file, read as `sky launch` reads it (`sky.utils.dag_utils.load_dag_from_yaml`): one
+    document is a task; several are a pipeline, each task after the one before (a first document with only
+    `name:` (and `execution: serial`) names it); a first document with `execution: parallel` heads a job group."""
     specs, errors = [], []
     documents = load_documents(file)
     if not documents:
         raise ConfigError([FieldError(str(file), None, None, "", "the file holds no job (it is empty or only "
                                       "comments)", valid="a SkyPilot task YAML, e.g. `run: python train.py`")])
-    for document in documents:
+    header, tasks = _header(documents)
+    group = header.name if isinstance(header, JobGroupHeader) else None
+    previous: int | None = None
+    for document in tasks:
+        data = with_env(document.data, env)
         try:
-            specs.append(LoadedSpec(parse_model(JobSpec, document, context=context), document.file, document.index,
-                                    document.data))
+            spec = parse_model(JobSpec, dataclasses.replace(document, data=expand_env_vars(data)), context=context)
+            specs.append(LoadedSpec(spec, document.file, document.index, data,
+                                    pipeline=header.name if header else None, group=group,
+                                    after=None if group or len(tasks) == 1 else previous, lines=document.lines))
         except ConfigError as exc:
             errors += exc.errors
+        previous = document.index
+    if isinstance(header, JobGroupHeader):
+        errors += _group_errors(header, documents[0], tasks)
     if errors:
         raise ConfigError(errors)
     return specs
+
+
+def _header(documents: list[Document]) -> tuple[PipelineHeader | JobGroupHeader | None, list[Document]]:
+    """The header document of a pipeline or job group, if the first document is one, and the task documents."""
+    first = documents[0]
+    keys = set(first.data) if isinstance(first.data, Mapping) else set()
+    if isinstance(first.data, Mapping) and first.data.get("execution") == "parallel":
+        header: PipelineHeader | JobGroupHeader = parse_model(JobGroupHeader, first)
+        if len(documents) < 2:
+            raise ConfigError([first.error((), "a job group needs at least one job after its header",
+                                           valid="a header document, then one document per job")])
+        return header, documents[1:]
+    if keys in ({"name"}, {"name", "execution"}) and (len(documents) > 1 or "execution" in keys):
+        header = parse_model(PipelineHeader, first)
+        return header, documents[1:] or [Document({"name": header.name}, first.file, first.index, False, first.lines)]
+    return None, documents
+
+
+def _group_errors(header: JobGroupHeader, head: Document, tasks: list[Document]) -> list[FieldError]:
+    """SkyPilot's checks of a job group: every job named (alphanumerics, '-', '_'), no name twice, and
+    `primary_tasks` naming jobs of the group."""
+    errors, names = [], []
+    for document in tasks:
+        name = document.data.get("name") if isinstance(document.data, Mapping) else None
+        if not isinstance(name, str) or not re.fullmatch(_GROUP_NAME, name):
+            errors.append(document.error(("name",), "a job of a job group needs a name of letters, digits, '-' "
+                                         "and '_'", given=show(name), valid="e.g. name: trainer"))
+        elif name in names:
+            errors.append(document.error(("name",), f"two jobs of the group are named {name!r}", given=show(name),
+                                         valid="a different name for each job"))
+        names.append(name)
+    for i, name in enumerate(header.primary_tasks or ()):
+        if name not in names:
+            errors.append(head.error(("primary_tasks", i), f"no job of the group is named {name!r}", given=show(name),
+                                     valid="one of " + ", ".join(str(n) for n in names),
+                                     suggestion=closest(str(name), [str(n) for n in names])))
+    return errors
 
 
 # --- to the core's value objects -----------------------------------------------------------
@@ -836,9 +996,13 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
 
     A service becomes one job per replica to place now, `<name>-replica-<k>`: its
     `min_replicas` (none while it may scale to zero), its fixed `replicas`, or one.
+    A pipeline's task names the job before it (`after`); a job group's jobs share `group`, the id of its
+    first job.
     """
     jobs: list[Job] = []
     used: set[str] = set()
+    last_of: dict[tuple[str, int], str] = {}  # (file, document) -> its last job's id
+    first_of: dict[tuple[str, str], str] = {}  # (file, job group) -> its first job's id
     for item in loaded:
         service = item.spec.service
         base = launch_name(item.spec.name or Path(item.file).stem)
@@ -852,14 +1016,20 @@ def to_jobs(loaded: Iterable[LoadedSpec]) -> list[Job]:
             name = f"{base}-{n}"
         used.add(name)
         used.update(ids(name))
-        jobs += [to_job(item, job_id) for job_id in ids(name)]
+        after = last_of.get((item.file, item.after)) if item.after is not None else None
+        group = first_of.setdefault((item.file, item.group), (ids(name) or [name])[0]) if item.group else None
+        made = [dataclasses.replace(to_job(item, job_id), after=after, group=group) for job_id in ids(name)]
+        if made:
+            last_of[(item.file, item.document)] = made[-1].id
+        jobs += made
     return jobs
 
 
 def _demands(resources: Resources) -> tuple[Demand, ...]:
     """One Demand per acceptable (accelerator, shape), as SkyPilot expands `resources:`:
     `any_of` / `ordered` entries override the top-level fields they set; `ordered`
-    and accelerator lists rank the alternatives, first choice 0."""
+    and accelerator lists rank the alternatives, first choice 0. An `instance_type` without accelerators
+    gets the instance's GPUs from the catalog, as SkyPilot does."""
     options: list[ResourceOption | None] = list(resources.any_of or resources.ordered or [None])
     demands: list[Demand] = []
     for position, option in enumerate(options):
@@ -877,7 +1047,10 @@ def _demands(resources: Resources) -> tuple[Demand, ...]:
                      cloud=cloud, region=region, zone=zone, use_spot=pick("use_spot"),
                      instance_type=pick("instance_type"))
         if gpus_from.accelerator_value is None:
-            demands.append(Demand(rank=rank, **shape))
+            # SkyPilot fills a bare instance type's accelerators in from its catalog: p4d.24xlarge is A100:8.
+            gpus = instance_accelerators(shape["instance_type"]) if shape["instance_type"] else None
+            demands.append(Demand(rank=rank, **shape) if gpus is None else
+                           Demand(accelerator=gpus[0], accelerator_count=gpus[1], rank=rank, **shape))
             continue
         choices, in_order = gpu_choices(gpus_from.accelerator_value)
         demands += [Demand(accelerator=c.name, accelerator_count=c.count, rank=rank + i if in_order else rank, **shape)

@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     tier TEXT, target TEXT, offer_id TEXT, handle TEXT, nodes TEXT,
     gpus REAL, cpus REAL, memory_gb REAL, rate_per_hour REAL,
     reason_code TEXT, reason TEXT,
-    service TEXT                     -- the service this job is a replica of
+    service TEXT,                    -- the service this job is a replica of
+    after_job TEXT,                  -- a pipeline's previous task: runs once that job succeeded
+    job_group TEXT                   -- a job group (its first job's id): placed together or not at all
 );
 CREATE TABLE IF NOT EXISTS services (  -- inference services: their replicas are jobs with `service` set
     id TEXT PRIMARY KEY,
@@ -219,6 +221,8 @@ class JobRecord:
     reason_code: str | None
     reason: str | None
     service: str | None = None
+    after: str | None = None  # a pipeline's previous task
+    group: str | None = None  # the job group, by its first job's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +271,8 @@ class NewJob:
     spec: dict[str, Any]
     source: str
     service: str | None = None  # the name of the NewService (same batch) or the id of a stored service
+    after: int | None = None  # a pipeline's previous task: its position in the same submission
+    group: int | None = None  # a job group: the position of its first job in the same submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +370,9 @@ class Store:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "service" not in columns:  # a store written before services existed
             self._db.execute("ALTER TABLE jobs ADD COLUMN service TEXT")
+        for column in ("after_job", "job_group"):  # a store written before pipelines and job groups
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('uid', lower(hex(randomblob(4))))")
         # This store's identity is part of every launch handle, so that two stores sharing a cluster (a reset
         # database, a second service) never mistake each other's work for their own.
@@ -421,7 +430,8 @@ class Store:
             started_at=row["started_at"], finished_at=row["finished_at"], tier=row["tier"], target=row["target"],
             offer_id=row["offer_id"], handle=row["handle"],
             nodes=tuple(json.loads(row["nodes"])) if row["nodes"] else (), gpus=row["gpus"], cpus=row["cpus"], memory_gb=row["memory_gb"], rate_per_hour=row["rate_per_hour"],
-            reason_code=row["reason_code"], reason=row["reason"], service=row["service"])
+            reason_code=row["reason_code"], reason=row["reason"], service=row["service"], after=row["after_job"],
+            group=row["job_group"])
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
@@ -454,10 +464,11 @@ class Store:
             ids = [f"{j.id}-{first + i}" for i, j in enumerate(jobs)]
             db.executemany(
                 "INSERT INTO jobs (id, name, team, priority, spec, source, state, submitted_at, updated_at, batch, "
-                "service) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "service, after_job, job_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(job_id, j.name, j.team, j.priority, json.dumps(self._sealer.seal(j.spec)), j.source,
                   JobState.PENDING.value, now, now,
-                  batch, service_ids.get(j.service, j.service) if j.service else None)
+                  batch, service_ids.get(j.service, j.service) if j.service else None,
+                  ids[j.after] if j.after is not None else None, ids[j.group] if j.group is not None else None)
                  for job_id, j in zip(ids, jobs)])
             db.executemany("INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, 'submitted', ?)",
                            [(job_id, now, j.source) for job_id, j in zip(ids, jobs)])

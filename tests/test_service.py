@@ -102,7 +102,7 @@ def test_unplaceable_job_says_why(service):
     ray.get(service.run_round.remote())
     row = ray.get(service.status.remote(job_id))[0]
     assert row["state"] == "pending"
-    assert row["reason_code"] == "NoFeasibleTarget" and "H100" in row["reason"]
+    assert row["reason_code"] == "NoOfferSellsGpu" and "H100" in row["reason"]  # no offer in this test has one
 
 
 def test_service_killed_comes_back_with_every_job_and_no_double_launch(ray_cluster, service):

@@ -81,7 +81,8 @@ def test_engine_is_never_dearer_than_skypilots_optimizer(accelerators, cloud, sk
     try:
         theirs = sky_optimizer(accelerators, cloud)
     except exceptions.ResourcesUnavailableError:  # neither side has it: both must say so
-        assert not plan.placements and plan.queued[0][1].code is ReasonCode.NO_FEASIBLE_TARGET
+        assert not plan.placements
+        assert plan.queued[0][1].code in (ReasonCode.NO_FEASIBLE_TARGET, ReasonCode.NO_OFFER_SELLS_GPU)
         return
     assert plan.placements, f"{accelerators} ({cloud}): SkyPilot found {theirs}, the engine nothing: {plan.queued}"
     ours = plan.placements[0]

@@ -379,7 +379,7 @@ def test_gpu_memory_selects_the_larger_gpu():
 
 def test_unknown_gpu_type():
     why = reason(run(snapshot([job("a", gpu="B200")], [onprem("n1"), public("p4d")]), make_policy()).plan, "a")
-    assert why.code is ReasonCode.NO_FEASIBLE_TARGET and why.scope == "B200" and "B200" in why.message
+    assert why.code is ReasonCode.NO_OFFER_SELLS_GPU and why.scope == "B200" and "B200" in why.message
 
 
 def test_alternative_demands_take_the_available_gpu():
@@ -660,7 +660,7 @@ def test_empty_and_infeasible_rounds():
     plan = run(snapshot([], [onprem("n1")]), make_policy()).plan
     assert plan.placements == () and plan.queued == () and plan.stats.objective == 0
     plan = run(snapshot([job("a", gpu="B200")], []), make_policy()).plan
-    assert reason(plan, "a").code is ReasonCode.NO_FEASIBLE_TARGET
+    assert reason(plan, "a").code is ReasonCode.NO_OFFER_SELLS_GPU
 
 
 # ---------------------------------------------------------------------------------------------- policies

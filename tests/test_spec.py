@@ -536,7 +536,7 @@ def test_every_accelerator_spelling_means_the_same(name, count):
 def test_directories_are_walked_recursively_and_sorted(tmp_path):
     write(tmp_path, "b.yaml", "name: b\n")
     write(tmp_path, "a/z.yml", "name: z\n")
-    write(tmp_path, "a/y.yaml", "name: y\n---\nname: y2\n")
+    write(tmp_path, "a/y.yaml", "name: y\nrun: a\n---\nname: y2\n")
     write(tmp_path, "notes.txt", "name: ignored\n")
     loaded = load_specs([tmp_path])
     assert [(s.spec.name, Path(s.file).name, s.document) for s in loaded] == [
@@ -544,7 +544,7 @@ def test_directories_are_walked_recursively_and_sorted(tmp_path):
 
 
 def test_job_ids_are_unique(tmp_path):
-    write(tmp_path, "1.yaml", "name: train\n---\nname: train\n---\nname: train-2\n")
+    write(tmp_path, "1.yaml", "name: train\nrun: a\n---\nname: train\n---\nname: train-2\n")
     write(tmp_path, "2.yaml", "name: train\n")
     write(tmp_path, "3-unnamed.yaml", "run: echo\n")
     write(tmp_path, "4.yaml", "name: api\nservice: {replicas: 2}\n---\nname: api\nservice: {readiness_probe: /}\n")
@@ -559,12 +559,12 @@ def test_service_replicas(tmp_path):
         name: web
         service:
           readiness_probe: /health
-          replica_policy: {min_replicas: 0, max_replicas: 4}
+          replica_policy: {min_replicas: 0, max_replicas: 4, target_qps_per_replica: 2}
         ---
         name: api
         service:
           readiness_probe: /health
-          replica_policy: {min_replicas: 3, max_replicas: 4}
+          replica_policy: {min_replicas: 3, max_replicas: 4, target_qps_per_replica: 2}
         resources: {accelerators: L4:1}
         """)])
     jobs = to_jobs(loaded)

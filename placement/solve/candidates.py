@@ -191,6 +191,9 @@ def signature_options(job: Job, groups_by_gpu: dict[str | None, list[Group]], on
             startup = startup_cost(job, demand, group.tier, policy)
             gpus = demand.accelerator_count * job.num_nodes
             options.append(SignatureOption(group, demand, cost.rate_per_hour, cost.objective - startup, gpus))
+    if options:  # `ordered`: a later choice only when no earlier one can be had at all
+        first = min(o.demand.rank for o in options)
+        options = [o for o in options if o.demand.rank == first]
     return _pareto(options)
 
 

@@ -67,9 +67,8 @@ def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: f
 
     units = gpu_units(job, demand, policy)
     bias = policy.tier_bias_usd_per_gpu_hour.get(offer.tier, 0.0) * units
-    rank_penalty = 0.01 * demand.rank * rate  # `ordered` alternatives: earlier ones win near-ties
     per_hour = (policy.weights.cost * rate * spot_factor + policy.weights.carbon_usd_per_kg * carbon_per_hour
-                + bias + rank_penalty)
+                + bias)
     objective = per_hour * hours + startup_cost(job, demand, offer.tier, policy)
     return OptionCost(rate, rate * hours, carbon_per_hour * hours, objective)
 

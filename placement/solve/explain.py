@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clouds.gpus import gpu_sellers
 from placement.model import Job, Offer, Reason, ReasonCode, Reservation, Sharing, Tier
 from placement.solve.candidates import SignatureOption, fits, job_objective
 from placement.solve.costs import Wait
@@ -25,8 +26,8 @@ def why_infeasible(job: Job, offers: tuple[Offer, ...], blocked: frozenset[str],
                         for d in job.demands)
     with_type = [o for o in offers if not gpus or o.gpu in gpus]
     if not with_type:
-        return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no on-prem node, pool or cloud offers {' or '.join(gpus)}",
-                      scope=",".join(gpus))
+        code = ReasonCode.NO_OFFER_SELLS_GPU if all(map(gpu_sellers, gpus)) else ReasonCode.NO_FEASIBLE_TARGET
+        return Reason(code, "; ".join(_not_sold(gpu) for gpu in gpus), scope=",".join(gpus))
     needed = job.gpu_memory_needed(policy.memory.margin)
     if needed is not None and gpus:
         if all(o.gpu_memory_gb < needed for o in with_type):
@@ -74,6 +75,18 @@ def why_reserved(reservation: Reservation) -> Reason:
                   f"{gpu} node group ({', '.join(reservation.nodes)}) reserved, expected "
                   f"{in_time(reservation.start_hours)}; bursting would cost ${reservation.premium_usd:,.2f} more; "
                   f"only work ending before then may use those nodes", scope=reservation.gpu)
+
+
+def _not_sold(gpu: str) -> str:
+    """`tpu-v5e-8 is sold only by GCP, and no GCP TPU offer is in the catalogs`."""
+    sellers = gpu_sellers(gpu)
+    if not sellers:
+        return f"no on-prem node, pool or cloud offers {gpu}"
+    kind = "TPU" if gpu.startswith("tpu-") else gpu
+    if len(sellers) == 1:
+        return f"{gpu} is sold only by {sellers[0]}, and no {sellers[0]} {kind} offer is in the catalogs (nor any node)"
+    return (f"{gpu} is sold by {', '.join(sellers)}, and none of their {kind} offers is in the catalogs "
+            "(nor any node)")
 
 
 def why_queued(job: Job, options: list[SignatureOption], queue: float, ledger: CapacityLedger,
