@@ -39,23 +39,19 @@ def service(address: str | None = None) -> Any:
 
 
 def _probe(address: str | None) -> None:
-    """Fail in seconds where the cluster's GCS does not accept connections (a stopped cluster, a stale
-    address in Ray's or `placement up`'s files): `ray.init` would wait minutes."""
-    from ray._private.services import canonicalize_bootstrap_address
-
-    try:
-        gcs = canonicalize_bootstrap_address(address or "auto")
-    except (ConnectionError, ValueError):
-        return  # nothing to probe: `try_connect` says what is missing
-    if gcs is None:
+    """Fail in seconds where the named cluster's GCS does not accept connections (a stopped cluster, a stale
+    address in `placement up`'s file): `ray.init` would wait minutes. Only an address given as host:port is
+    probed, as written (Ray's own resolution would turn 127.0.0.1 into the machine's address); where none is
+    given, `try_connect` checks Ray's address file itself."""
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
         return
-    host, _, port = gcs.rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        raise ServiceUnavailable(f"Ray is not reachable at {gcs} ({reason.lower()}): the cluster is stopped or the "
-                                 "address is stale; start one with `placement up`, or pass --address") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ServiceUnavailable(f"Ray is not reachable at {host}:{port} ({reason.lower()}): the cluster is stopped "
+                                 "or the address is stale; start one with `placement up`, or pass --address") from None
 
 
 def call(method: Any, *args: Any, timeout_s: float | None = None) -> Any:

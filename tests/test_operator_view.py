@@ -189,7 +189,11 @@ def test_status_page_in_a_browser_shows_the_queue_caps_and_rounds(operator_view)
 def test_ray_dashboard_jobs_tab_shows_the_jobs_names(ray_cluster, operator_view):
     _, _, jobs, tmp = operator_view
     shot = screenshot_dir(tmp) / "ray-jobs-tab.png"
-    dom = chromium(f"http://{ray_cluster.webui_url}/#/jobs", tmp, shot, budget_ms=15000, size="1600,1000")
+    from placement.auth import token
+    from tests.auth_proxy import authenticating_proxy
+
+    with authenticating_proxy(ray_cluster.webui_url, token()) as dashboard:  # the dashboard wants the token
+        dom = chromium(f"{dashboard}/#/jobs", tmp, shot, budget_ms=15000, size="1600,1000")
     residency = jobs["demo-residency"]
     assert residency["tier"] == "onprem", residency
     [row] = [row for row in dom.split("<tr")[1:] if residency["handle"] in row]  # its submission id

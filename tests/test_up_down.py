@@ -144,7 +144,7 @@ def test_a_stale_address_file_is_reported_not_waited_on(home):
     (root / "ray" / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
     begun = time.monotonic()
     answer = _placement(env, "status", timeout=60)
-    assert answer.returncode == 1 and "no Ray cluster is running here" in answer.stderr, answer.stderr
+    assert answer.returncode == 3 and "no Ray cluster is running here" in answer.stderr, answer.stderr
     assert time.monotonic() - begun < 30
 
 
