@@ -214,15 +214,17 @@ def run(sizes: list[int], seeds: list[int], bound_max: int, policy: Policy, busy
     return results
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """Per size, over the seeds: the mean and worst ratios to the bound, and the slowest round."""
+def summarise(results: list[dict], budget_s: float) -> list[dict]:
+    """Per size, over the seeds: the mean and worst ratios to the bound, the slowest round, and how many rounds
+    took longer than 1.2 x the round's budget (the most a round may take)."""
     summary = []
     for jobs_count in sorted({r["jobs"] for r in results}):
         rows = [r for r in results if r["jobs"] == jobs_count]
         record = {"jobs": jobs_count, "seeds": len(rows), "max_total_s": max(r["total_s"] for r in rows),
                   "mean_total_s": round(statistics.mean(r["total_s"] for r in rows), 3),
                   "mean_build_s": round(statistics.mean(r["build_s"] for r in rows), 3),
-                  "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}
+                  "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+                  "over_1.2x_budget": sum(1 for r in rows if r["total_s"] > 1.2 * budget_s)}
         for key in ("ratio_to_bound", "model_bound_ratio", "greedy_ratio_to_bound"):
             ratios = [r[key] for r in rows if r.get(key) is not None]
             if ratios:
@@ -254,7 +256,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     results = run(sizes, seeds, args.bound_max, policy, args.busy)
-    summary = summarise(results)
+    summary = summarise(results, policy.solver.budget_s)
     if len(seeds) > 1:
         for record in summary:
             print(json.dumps(record))

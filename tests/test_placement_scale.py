@@ -63,3 +63,14 @@ def test_solver_overrides_are_validated():
         scale.solver_overrides(policy, ["agregate=false"])
     with pytest.raises(Exception, match="max_nodes"):
         scale.solver_overrides(policy, ["max_nodes=0"])
+
+
+def test_the_summary_counts_rounds_over_their_budget():
+    rows = [{"jobs": 500, "total_s": t, "build_s": 0.1, "peak_rss_mb": m, "ratio_to_bound": r}
+            for t, m, r in ((1.9, 60.0, 1.01), (2.5, 70.0, 1.03), (2.3, 65.0, 1.02))]
+    (summary,) = scale.summarise(rows, budget_s=2.0)
+    assert summary["over_1.2x_budget"] == 1  # 2.5 s > 2.4 s; 2.3 s is within
+    assert summary["max_peak_rss_mb"] == 70.0
+    assert summary["mean_ratio_to_bound"] == pytest.approx(1.02)
+    assert summary["max_ratio_to_bound"] == 1.03
+    assert "mean_greedy_ratio_to_bound" not in summary
