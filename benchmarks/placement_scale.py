@@ -1,11 +1,15 @@
 """How the placement core scales, and how good its plans are.
 
 Seeded instances of 500, 2,000 and 10,000 pending jobs against 100 / 400 /
-1,000 on-prem nodes (drawn from the real Alibaba openb node list), two private
+1,000 on-prem nodes (drawn from the real Alibaba openb node list; any other
+size gets a tenth as many nodes, and past the list's 1,523 nodes the list is
+replicated under new names), three private
 pools and every public offer of the shipped SkyPilot catalogs. Job shapes,
 durations and QoS classes are drawn from the real openb job trace; multi-GPU
 and multi-node shapes are mixed in. For each size it prints and writes JSON:
-build / solve / total seconds of the MILP round, its objective, the
+build / solve / repack / total seconds of the MILP round, the process's peak
+resident memory after it (`peak_rss_mb`; `base_rss_mb` is the peak before the
+round, with the snapshot built), its objective, the
 priority-ordered greedy's objective and time, and both objectives divided by
 the LP-relaxation lower bound of the full per-job model (computed in the same
 run, where tractable). `model_bound_ratio` is the class model's own bound over
@@ -13,8 +17,14 @@ that bound: the rest of the gap is what packing jobs onto nodes loses, less
 what the repacks (`method` counts them) win back in the round's remaining time.
 
     python benchmarks/placement_scale.py [--sizes 500,2000,10000] [--seeds 7] [--bound-max 10000] [--time-limit S]
-                                         [--busy 0.7]
+                                         [--busy 0.7] [--solver aggregate=false] [--solver work_limit=true]
                                          [--out FILE]
+
+Every (seed, size) instance runs in a fresh process of its own, one after
+another, so one slow round's garbage, caches or memory do not weigh on the
+next, and the peak memory is that instance's. `--solver KEY=VALUE` overrides
+a field of the policy's `solver` settings (repeatable), e.g. `aggregate=false`
+for the per-job model.
 
 `--busy 0.7` puts running work with expected ends on 70% of the GPU nodes (half to all of each), so the
 round's capacity forecast, waiting and reservations have work to do at scale.
@@ -28,10 +38,12 @@ seed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
+import multiprocessing
 import random
+import resource
 import statistics
 import sys
 import time
@@ -41,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clouds.catalog import load_catalog_dir  # noqa: E402
-from clouds.inventory import Inventory, import_alibaba_nodes  # noqa: E402
+from clouds.inventory import Inventory, NodeSpec, import_alibaba_nodes  # noqa: E402
 from placement.model import Demand, Job, Offer, Running, Sharing, Snapshot, Tier  # noqa: E402
 from placement.solve import solve_round  # noqa: E402
 from placement.solve.bound import lp_lower_bound  # noqa: E402
@@ -104,13 +116,24 @@ def make_jobs(count: int, nodes: list[Offer], rng: random.Random) -> tuple[Job, 
 
 def make_snapshot(jobs_count: int, nodes_count: int, public: list[Offer], seed: int, busy: float = 0.0) -> Snapshot:
     rng = random.Random(seed)
-    all_nodes = Inventory(nodes=import_alibaba_nodes(NODES_CSV)).offers()
+    all_nodes = Inventory(nodes=replicated(import_alibaba_nodes(NODES_CSV), nodes_count)).offers()
     nodes = rng.sample(all_nodes, nodes_count)
     pools, quotas = private_pools()
     jobs = make_jobs(jobs_count, nodes, rng)
     nodes, running = occupy(nodes, busy, random.Random(f"busy:{seed}"))
     return Snapshot(jobs=jobs, offers=tuple(nodes + pools + public), pool_quotas=tuple(quotas.items()),
                     running=tuple(running))
+
+
+def replicated(specs: list[NodeSpec], count: int) -> list[NodeSpec]:
+    """The node list, repeated under new names (`<sn>~1`, `<sn>~2`, ...) until it holds `count` nodes.
+
+    Unchanged when it already does, so the sizes the list covers draw the same instances as before."""
+    copies, k = list(specs), 1
+    while len(copies) < count:
+        copies.extend(spec.model_copy(update={"name": f"{spec.name}~{k}"}) for spec in specs)
+        k += 1
+    return copies
 
 
 def occupy(nodes: list[Offer], busy: float, rng: random.Random) -> tuple[list[Offer], list[Running]]:
@@ -133,48 +156,77 @@ def occupy(nodes: list[Offer], busy: float, rng: random.Random) -> tuple[list[Of
     return offers, running
 
 
-def run(sizes: list[int], bound_max: int, seed: int, policy: Policy, busy: float = 0.0) -> list[dict]:
+def instance(jobs_count: int, bound_max: int, seed: int, policy: Policy, busy: float = 0.0) -> dict:
+    """One seeded instance: the MILP round, the greedy, and (up to `bound_max` jobs) the LP bound."""
     catalog = load_catalog_dir(ROOT / "configs" / "catalogs")
+    nodes_count = SIZES.get(jobs_count, jobs_count // 10)
+    snapshot = make_snapshot(jobs_count, nodes_count, catalog.offers, seed, busy)
+    base_rss = _peak_rss_mb()
+    milp = solve_round(snapshot, policy).plan
+    peak_rss = _peak_rss_mb()
+    greedy = solve_round(snapshot, policy, method="greedy").plan
+    stats = milp.stats
+    record = {
+        "seed": seed, "jobs": jobs_count, "onprem_nodes": nodes_count,
+        "running_onprem": len(snapshot.running), "reservations": len(milp.reservations),
+        "waiting_for_forecast": sum(1 for _, r in milp.queued if "expected free" in r.message),
+        "offers": len(snapshot.offers), "public_offers": len(catalog.offers),
+        "classes": stats.num_classes, "variables": stats.num_variables,
+        "build_s": round(stats.build_seconds, 3), "solve_s": round(stats.solve_seconds, 3),
+        "repack_s": round(stats.repack_seconds, 3), "total_s": round(stats.total_seconds, 3),
+        "base_rss_mb": round(base_rss, 1), "peak_rss_mb": round(peak_rss, 1),
+        "status": stats.status, "method": stats.method,
+        "objective": round(stats.objective, 2), "placed": len(milp.placements),
+        # The class model's own bound: what the plan would cost if packing realised every count it decided.
+        "model_bound": round(stats.lower_bound, 2) if stats.lower_bound is not None else None,
+        "greedy_objective": round(greedy.stats.objective, 2), "greedy_total_s": round(greedy.stats.total_seconds, 3),
+        "greedy_placed": len(greedy.placements),
+    }
+    if jobs_count <= bound_max:
+        start = time.perf_counter()
+        bound = lp_lower_bound(snapshot, policy)
+        record.update(lower_bound=round(bound, 2), bound_s=round(time.perf_counter() - start, 2),
+                      ratio_to_bound=round(stats.objective / bound, 5),
+                      model_bound_ratio=(round(stats.lower_bound / bound, 5)
+                                         if stats.lower_bound is not None else None),
+                      greedy_ratio_to_bound=round(greedy.stats.objective / bound, 5))
+    return record
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _instance_in_child(args: tuple) -> dict:
+    return instance(*args)
+
+
+def run(sizes: list[int], seeds: list[int], bound_max: int, policy: Policy, busy: float = 0.0) -> list[dict]:
+    """Each (seed, size) in a fresh spawned process, one at a time (a fork would inherit this one's heap)."""
+    context = multiprocessing.get_context("spawn")
     results = []
-    for jobs_count in sizes:
-        snapshot = make_snapshot(jobs_count, SIZES.get(jobs_count, jobs_count // 10), catalog.offers, seed, busy)
-        milp = solve_round(snapshot, policy).plan
-        greedy = solve_round(snapshot, policy, method="greedy").plan
-        record = {
-            "seed": seed, "jobs": jobs_count, "onprem_nodes": SIZES.get(jobs_count, jobs_count // 10),
-            "running_onprem": len(snapshot.running), "reservations": len(milp.reservations),
-            "waiting_for_forecast": sum(1 for _, r in milp.queued if "expected free" in r.message),
-            "offers": len(snapshot.offers), "public_offers": len(catalog.offers),
-            "classes": milp.stats.num_classes, "variables": milp.stats.num_variables,
-            "build_s": round(milp.stats.build_seconds, 3), "solve_s": round(milp.stats.solve_seconds, 3),
-            "total_s": round(milp.stats.total_seconds, 3), "status": milp.stats.status, "method": milp.stats.method,
-            "objective": round(milp.stats.objective, 2), "placed": len(milp.placements),
-            # The class model's own bound: what the plan would cost if packing realised every count it decided.
-            "model_bound": round(milp.stats.lower_bound, 2) if milp.stats.lower_bound is not None else None,
-            "greedy_objective": round(greedy.stats.objective, 2), "greedy_total_s": round(greedy.stats.total_seconds, 3),
-            "greedy_placed": len(greedy.placements),
-        }
-        if jobs_count <= bound_max:
-            start = time.perf_counter()
-            bound = lp_lower_bound(snapshot, policy)
-            record.update(lower_bound=round(bound, 2), bound_s=round(time.perf_counter() - start, 2),
-                          ratio_to_bound=round(milp.stats.objective / bound, 5),
-                          model_bound_ratio=(round(milp.stats.lower_bound / bound, 5)
-                                             if milp.stats.lower_bound is not None else None),
-                          greedy_ratio_to_bound=round(greedy.stats.objective / bound, 5))
-        results.append(record)
-        print(json.dumps(record), flush=True)
+    for seed in seeds:
+        for jobs_count in sizes:
+            with context.Pool(1, maxtasksperchild=1) as pool:
+                record = pool.apply(_instance_in_child, ((jobs_count, bound_max, seed, policy, busy),))
+            results.append(record)
+            print(json.dumps(record), flush=True)
     return results
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """Per size, over the seeds: the mean and worst ratios to the bound, and the slowest round."""
+def summarise(results: list[dict], budget_s: float) -> list[dict]:
+    """Per size, over the seeds: the mean and worst ratios to the bound, the slowest round, and how many rounds
+    took longer than 1.2 x the round's budget (the most a round may take)."""
     summary = []
     for jobs_count in sorted({r["jobs"] for r in results}):
         rows = [r for r in results if r["jobs"] == jobs_count]
-        record = {"jobs": jobs_count, "seeds": len(rows), "max_total_s": max(r["total_s"] for r in rows)}
-        for key in ("ratio_to_bound", "greedy_ratio_to_bound"):
-            ratios = [r[key] for r in rows if key in r]
+        record = {"jobs": jobs_count, "seeds": len(rows), "max_total_s": max(r["total_s"] for r in rows),
+                  "mean_total_s": round(statistics.mean(r["total_s"] for r in rows), 3),
+                  "mean_build_s": round(statistics.mean(r["build_s"] for r in rows), 3),
+                  "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+                  "over_1.2x_budget": sum(1 for r in rows if r["total_s"] > 1.2 * budget_s)}
+        for key in ("ratio_to_bound", "model_bound_ratio", "greedy_ratio_to_bound"):
+            ratios = [r[key] for r in rows if r.get(key) is not None]
             if ratios:
                 record[f"mean_{key}"] = round(statistics.mean(ratios), 5)
                 record[f"max_{key}"] = round(max(ratios), 5)
@@ -191,24 +243,40 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="override the policy's solver.time_limit_s")
     parser.add_argument("--busy", type=float, default=0.0,
                         help="share of on-prem GPU nodes holding running work with expected ends (the forecast's input)")
+    parser.add_argument("--solver", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the policy's solver settings, e.g. aggregate=false (repeatable)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "placement_scale.json"))
     args = parser.parse_args()
     policy = load_policy(args.policy)
     if args.time_limit is not None:  # the round's budget: what the integer program and the repacks share
         policy = policy.model_copy(
             update={"solver": policy.solver.model_copy(update={"time_limit_s": args.time_limit})})
+    if args.solver:
+        policy = policy.model_copy(update={"solver": solver_overrides(policy, args.solver)})
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
-    results = [record for seed in seeds for record in run(sizes, args.bound_max, seed, policy, args.busy)]
-    summary = summarise(results)
+    results = run(sizes, seeds, args.bound_max, policy, args.busy)
+    summary = summarise(results, policy.solver.budget_s)
     if len(seeds) > 1:
         for record in summary:
             print(json.dumps(record))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seeds": seeds, "policy": args.policy, "time_limit_s": args.time_limit,
+                               "solver": policy.solver.model_dump(),
                                "results": results, "summary": summary}, indent=2))
     print(f"wrote {out}")
+
+
+def solver_overrides(policy: Policy, pairs: list[str]):
+    """The policy's solver settings with `KEY=VALUE` pairs applied, validated like a policy file's."""
+    fields = policy.solver.model_dump()
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--solver {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        fields[key] = value
+    return type(policy.solver).model_validate(fields)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,7 @@ class SolveStats:
     num_classes: int = 0
     num_variables: int = 0
     lower_bound: float | None = None
+    repack_seconds: float = 0.0  # of total_seconds: the exact repacks of on-prem nodes after the solve
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         else:
             used = "greedy (no solution in time)"
     _fill(jobs, ranked, queue_costs, ledger, policy, placed)
-    repacks = 0
+    repacks, repack_seconds = 0, 0.0
     if used == "milp":
         # The greedy is cheap next to the solve; when packing losses make the MILP's plan the worse one, keep
         # the greedy's, so a round is never worse than the baseline.
@@ -152,7 +152,9 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs)
         settings = policy.solver
         limits = {"max_steps": settings.repack_steps, "max_nodes": settings.max_nodes} if settings.work_limit else {}
+        repack_start = perf_counter()
         repacks = repacker.run(start + settings.budget_s - REASONS_SHARE * build_seconds, settings.backend, **limits)
+        repack_seconds = perf_counter() - repack_start
         if repacks:
             used += f" + {repacks} repacks"
 
@@ -177,7 +179,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
                                               waits.get(job.id))))
     stats = SolveStats(method=used, status=status, build_seconds=build_seconds, solve_seconds=solve_seconds,
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
-                       num_variables=num_vars, lower_bound=bound)
+                       num_variables=num_vars, lower_bound=bound, repack_seconds=repack_seconds)
     plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves)
     return RoundResult(plan, job_options, ledger, waits)
 
