@@ -141,8 +141,3 @@ def _time_above_caps(changes: dict[str, list[tuple[float, float]]], caps: Caps, 
             last = t
         result[scope] = round(above / 3600.0, 3)
     return result
-
-
-def spend_series(run: Run, epoch: float) -> tuple[list[float], list[float]]:
-    """(hours, $/h of private + public work) at each round, for the plots."""
-    return [r.t / 3600.0 for r in run.rounds], [r.spend.get("global", 0.0) for r in run.rounds]
