@@ -8,6 +8,7 @@ SDK calls on `FakeSky` (tests/sky_double.py), as test_surge_caps.py does.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,48 @@ def test_the_service_charges_a_teams_running_cloud_work_to_its_cap(tmp_path: Pat
     stopped = world.job(first)
     assert stopped.state is JobState.PENDING and stopped.reason_code == "Downscaled" and "team ml" in stopped.reason
     assert world.job(other).state in (JobState.LAUNCHING, JobState.RUNNING)
+
+
+def test_a_team_day_budget_counts_that_teams_spend_and_not_on_prem_spend(tmp_path: Path) -> None:
+    from tests.test_surge_caps import StaticNodesDouble
+
+    world = World(tmp_path)
+    onprem = StaticNodesDouble()
+    world.engine.providers[Tier.ONPREM] = onprem
+    world.engine.reconciler.providers[Tier.ONPREM] = onprem
+    cloud = world.submit(public_job("normal"))  # team ml, public
+    local = world.submit(public_job("low") | {"placement": {"team": "cv", "priority": "low", "tiers": ["onprem"]}})
+    world.engine.round()
+    run_all(world)
+    assert world.job(cloud).tier == "public" and world.job(local).tier == "onprem"
+    world.now += 3600
+    world.engine.round()
+    spent = world.engine.store.spent(cloud)
+    assert spent == pytest.approx(world.job(cloud).rate_per_hour, rel=1e-3)
+    assert world.engine.store.spent(local) > 0  # on-prem work accrues too, but no cap counts it
+
+    budget = spent * 2  # ml has spent half of it; cv nothing in the cloud
+    caps = Caps(global_=CapSpec(usd_per_day=budget), teams={"ml": CapSpec(usd_per_day=budget),
+                                                            "cv": CapSpec(usd_per_day=budget)})
+    policy = load_policy("balanced").model_copy(update={"caps": caps})
+    limits = world.engine.caps.check(policy, world.now).limits
+    hours_left = (86400 - world.now % 86400) / 3600
+    assert limits["ml"].usd_per_hour == pytest.approx((budget - spent) / hours_left, rel=1e-6)
+    assert limits["global"].usd_per_hour == pytest.approx((budget - spent) / hours_left, rel=1e-6)
+    assert limits["cv"].usd_per_hour == pytest.approx(budget / hours_left, rel=1e-6)
+    assert "day budget" in limits["ml"].detail
+
+
+def test_repricing_counts_the_records_it_changed(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    job_id = world.submit(public_job("normal"))
+    world.engine.round()
+    run_all(world)
+    rate = world.job(job_id).rate_per_hour
+    assert world.engine.caps.reprice(world.now) == 0
+    offers = world.engine.caps.offers
+    offer_id = world.job(job_id).offer_id
+    offers[offer_id] = dataclasses.replace(offers[offer_id], price_per_hour=offers[offer_id].price_per_hour * 2)
+    assert world.engine.caps.reprice(world.now) == 1
+    assert world.job(job_id).rate_per_hour == pytest.approx(rate * 2)
+    assert world.engine.caps.reprice(world.now) == 0
