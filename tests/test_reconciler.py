@@ -135,3 +135,75 @@ def test_work_that_is_not_running_is_not_stopped(store):
     provider = StoreReadingProvider(store)
     Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW).downscale([action(job_id, ActionKind.STOP)])
     assert provider.seen == [] and store.decisions(job_id) == []
+
+
+class ObservedProvider(StoreReadingProvider):
+    """The double again, now reporting the statuses a test sets for each handle."""
+
+    def __init__(self, store: Store, statuses: dict[str, Observation]):
+        super().__init__(store)
+        self.statuses = statuses
+        self.terminated: list[str] = []
+
+    def observe(self, handles):
+        return {h: self.statuses.get(h, Observation(WorkStatus.MISSING)) for h in handles}
+
+    def terminate(self, handle: str, grace_seconds: float = 0.0) -> None:
+        super().terminate(handle, grace_seconds)
+        self.terminated.append(handle)
+
+
+def launching_job(store: Store, name: str) -> str:
+    job_id = running_job(store, name)
+    store.update_job(job_id, NOW, event="launching", state=JobState.LAUNCHING, started_at=None)
+    return job_id
+
+
+def test_observed_statuses_become_job_states_with_their_reasons(store):
+    starts, done, broke, lost = (launching_job(store, n) for n in ("starts", "done", "broke", "lost"))
+    for job_id in (done, broke, lost):
+        store.update_job(job_id, NOW, event="running", state=JobState.RUNNING, started_at=NOW)
+    log = "Traceback (most recent call last):\n" + "\n".join(f"  frame {i}" for i in range(10)) + "\nOOM: killed"
+    provider = ObservedProvider(store, {f"{starts}-a1": Observation(WorkStatus.RUNNING, "up"),
+                                        f"{done}-a1": Observation(WorkStatus.SUCCEEDED, "exit 0"),
+                                        f"{broke}-a1": Observation(WorkStatus.FAILED, log),
+                                        f"{lost}-a1": Observation(WorkStatus.LOST, "node n3 died")})
+    Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW + 3600).observe()
+
+    running = store.job(starts)
+    assert running.state is JobState.RUNNING and running.started_at == NOW + 3600
+    assert ("running" in [kind for _, kind, _ in store.events(starts)])
+    succeeded = store.job(done)
+    assert (succeeded.state, succeeded.finished_at, succeeded.reason_code) == (JobState.SUCCEEDED, NOW + 3600, None)
+    failed = store.job(broke)
+    assert (failed.state, failed.finished_at, failed.reason_code) == (JobState.FAILED, NOW + 3600, "Failed")
+    assert failed.reason == "Traceback (most recent call last):\n...\n  frame 8\n  frame 9\nOOM: killed"
+    requeued = store.job(lost)
+    assert (requeued.state, requeued.handle, requeued.tier, requeued.target, requeued.nodes, requeued.reason_code) == \
+        (JobState.PENDING, None, None, None, (), "Requeued")
+    assert requeued.reason == "its node was lost (node n3 died); placing it again"
+    # Ended cloud work is torn down once its end is recorded; running and requeued work is not.
+    assert sorted(provider.terminated) == sorted([f"{done}-a1", f"{broke}-a1"])
+    # An hour of running work is charged at its rate; work that only just started is not charged yet.
+    assert store.spent(done) == pytest.approx(32.0) and store.spent(starts) == 0.0
+
+
+def test_cancelling_running_work_records_the_stop_first_and_pending_work_needs_no_stop(store):
+    job_id = running_job(store)
+    provider = StoreReadingProvider(store)
+    reconciler = Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW + 60)
+    reconciler.cancel(store.job(job_id), reason="user asked")
+    (seen,) = provider.seen
+    assert seen.decisions == [("terminate", f"{job_id}-a1", "intended", {"tier": "public", "reason": "user asked"})]
+    assert seen.state is JobState.CANCELLED
+    cancelled = store.job(job_id)
+    assert (cancelled.state, cancelled.finished_at, cancelled.reason) == (JobState.CANCELLED, NOW + 60, "user asked")
+    assert [d.status for d in store.decisions(job_id)] == ["done"]
+
+    (waiting,) = store.add_jobs([NewJob("w", "w", "ml", "low", {"name": "w"}, "w.yaml#1")], NOW, batch="w")
+    reconciler.cancel(store.job(waiting), reason="not needed")
+    assert len(provider.seen) == 1 and store.decisions(waiting) == []
+    assert store.job(waiting).state is JobState.CANCELLED and store.job(waiting).reason == "not needed"
+    assert "cancelled" in [kind for _, kind, _ in store.events(waiting)]
+    reconciler.cancel(store.job(waiting))  # already ended: nothing changes
+    assert store.job(waiting).reason == "not needed"
