@@ -88,3 +88,31 @@ def test_a_service_replica_is_open_ended_and_never_moves_to_spot(store):
                                                                                   None)
     assert work.spot_ok is False and work.spot_rate_per_hour == 12.0
     assert work.value_per_hour == PRIORITY_RATE["normal"] * 1
+
+
+def test_ended_work_is_neither_weighed_nor_repriced(store):
+    policy = load_policy("balanced")
+    job_id = batch(store, "train", "high", {"expected_hours": 2})
+    started(store, job_id, offer_id=ON_DEMAND.id, gpus=8, cpus=16, rate=32.0)
+    store.update_job(job_id, NOW, event="succeeded", state=JobState.SUCCEEDED, finished_at=NOW)
+    dearer = dataclasses.replace(ON_DEMAND, price_per_hour=64.0)
+    guard = CapGuard(store, {dearer.id: dearer})
+    assert guard.running_work(policy, NOW) == []
+    assert guard.reprice(NOW) == 0 and store.job(job_id).rate_per_hour == 32.0
+
+
+def test_repricing_a_share_of_a_shared_machine_counts_its_gpus_cpus_and_nodes(store):
+    # A pool shape of 8 GPUs, 96 vCPUs, 1,024 GB at $20/h, raised to $40/h: 4 GPUs on each of 2 nodes pay
+    # 2 x 4/8 x $40 = $40/h; a CPU-only job of 24 vCPUs and 64 GB pays max(24/96, 64/1024) x $40 = $10/h.
+    from tests.solver_fixtures import private
+
+    pool = private("pool-a", price=40.0)
+    gang = batch(store, "gang", "normal", {})
+    store.update_job(gang, NOW, event="x", spec={"name": "gang", "num_nodes": 2})
+    started(store, gang, offer_id=pool.id, gpus=4, cpus=8, rate=20.0, tier="private")
+    etl = batch(store, "etl", "low", {})
+    started(store, etl, offer_id=pool.id, gpus=0, cpus=24, rate=5.0, tier="private")
+    assert CapGuard(store, {pool.id: pool}).reprice(NOW) == 2
+    assert store.job(gang).rate_per_hour == pytest.approx(40.0)
+    assert store.job(etl).rate_per_hour == pytest.approx(10.0)
+    assert "$20.0000/h -> $40.0000/h" in [d for _, k, d in store.events(gang) if k == "repriced"][0]

@@ -50,3 +50,22 @@ def test_the_report_lists_every_scope_that_spent_spends_or_is_capped_global_firs
     assert by_scope["zz"].cap.usd_per_hour == 7 and by_scope["zz"].limit.usd_per_hour == 7
     assert by_scope["aa"].cap is None and by_scope["aa"].rate_per_hour == 30.0
     assert by_scope["cv"].accrued_today == 10.0 and by_scope["global"].accrued_today == 10.0
+
+
+def test_a_fractional_moment_still_starts_its_day_at_midnight():
+    from placement.spend import Periods
+
+    periods = Periods.at(at(2025, 3, 10, 7) + 0.25)
+    assert periods.day_start == at(2025, 3, 10) and periods.month_start == at(2025, 3, 1)
+
+
+def test_on_prem_entries_are_skipped_not_the_end_of_the_ledger():
+    # An on-prem entry first, then public ones: the public spend still counts; a scope that spent only
+    # earlier this month has $0 today.
+    now = at(2025, 3, 10, 12)
+    entries = [entry("nlp", at(2025, 3, 10, 8), at(2025, 3, 10, 9), 99.0, tier=Tier.ONPREM),
+               entry("nlp", at(2025, 3, 10, 9), at(2025, 3, 10, 10), 10.0),
+               entry("cv", at(2025, 3, 2), at(2025, 3, 2, 1), 7.0)]
+    accrued = accrued_by_scope(entries, now)
+    assert (accrued["nlp"].today, accrued["nlp"].month) == (10.0, 10.0)
+    assert (accrued["cv"].today, accrued["cv"].month) == (0.0, 7.0)
