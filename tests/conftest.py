@@ -15,6 +15,7 @@ double fail at once instead of starting an API server.
 """
 
 from __future__ import annotations
+import hypothesis_profiles  # noqa: F401  (registers the Hypothesis profiles and loads `ci`)
 
 import os
 import socket

@@ -129,11 +129,23 @@ def _solve_highs(lp: LinearProgram, integer: bool, time_limit_s: float, gap: flo
         return Solution(None, status, math.inf, -math.inf, False)
     values = list(h.getSolution().col_value)
     objective = info.objective_function_value
+    if start is not None and not _objective_matches(lp, values, objective):
+        # HiGHS 1.16 can carry a start into presolve's reduced model with the wrong objective (its log: "MIP
+        # start solution is feasible: objective value is 0.867", then "... in the reduced space: 0.742"),
+        # prune every node against that value and return the start as "Optimal" with that objective and
+        # bound. Its answer is then worthless: solve again, without the start, in the time left.
+        return _solve_highs(lp, integer, max(time_limit_s - h.getRunTime(), 0.0), gap, None)
     optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
     bound = info.mip_dual_bound if integer else objective
     if not math.isfinite(bound):
         bound = -math.inf
     return Solution(values, status, objective, bound, optimal)
+
+
+def _objective_matches(lp: LinearProgram, values: list[float], objective: float) -> bool:
+    """Whether `objective` is what `values` cost in `lp` (to a relative 1e-7)."""
+    recomputed = lp.offset + float(np.dot(lp.cost, values))
+    return math.isclose(recomputed, objective, rel_tol=1e-7, abs_tol=1e-9)
 
 
 def _solve_pulp(lp: LinearProgram, integer: bool, time_limit_s: float, gap: float) -> Solution:
