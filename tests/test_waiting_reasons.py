@@ -45,7 +45,7 @@ def test_a_free_offer_beside_them_is_used():
     assert solve_round(snap, make_policy()).plan.placement_of("a").offer_id == CLOUD.id
 
 
-def test_a_job_no_offer_fits_is_still_no_feasible_target():
-    # No offer of the job's GPU at all, blocked or not: that is NoFeasibleTarget, not waiting.
+def test_a_job_no_offer_sells_is_not_waiting():
+    # No offer of the job's GPU at all, blocked or not: nothing will free up for it, so it is not waiting.
     snap = snapshot([job("a", gpu="H100")], [CLOUD], blocked=[CLOUD.id])
-    assert solve_round(snap, make_policy()).plan.reason_of("a").code is ReasonCode.NO_FEASIBLE_TARGET
+    assert solve_round(snap, make_policy()).plan.reason_of("a").code is ReasonCode.NO_OFFER_SELLS_GPU
