@@ -331,6 +331,8 @@ class Engine:
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
         if result.plan.migrations:
             self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
+        if result.plan.preemptions:
+            self.reconciler.preempt(result.plan, self.policy.downscale.checkpoint_grace_seconds)
         notes = _burst_notes(result)
         if notes:
             self.store.add_events(notes, now)
@@ -735,7 +737,9 @@ def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> 
             "priority": record.priority, "gpu": offer.gpu if offer is not None else None,
             "migratable": restartable and record.state is JobState.RUNNING and not record.service
             and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
-            "restart_hours": placement.get("restart_hours")}
+            "restart_hours": placement.get("restart_hours"),
+            "preemptible": bool(placement.get("preemptible", True)) and record.state is JobState.RUNNING
+            and not record.service}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,
