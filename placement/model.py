@@ -276,6 +276,7 @@ class Preemption:
 
     job_id: str
     victims: tuple[str, ...]  # running jobs stopped, gracefully, and requeued
+    victim_teams: tuple[str, ...]  # each victim's team, in the same order
     nodes: tuple[str, ...]
     gain_usd: float  # the job's value less the victims' value and their restart
     reason: str  # what each victim is told: Preempted(by=JOB, gain=$X): ...

@@ -75,7 +75,8 @@ def preemptions(queued: list[Job], snapshot: Snapshot, placements: list[Placemen
         budget -= len(taken)
         reason = (f"Preempted(by={job.id}, gain=${gain:,.2f}): {job.priority} {job.id} needs "
                   f"{', '.join(placement.nodes)} now; requeued")
-        chosen.append(Preemption(job.id, tuple(v.job_id for v in taken), placement.nodes, gain, reason, placement))
+        chosen.append(Preemption(job.id, tuple(v.job_id for v in taken), tuple(v.team for v in taken),
+                                 placement.nodes, gain, reason, placement))
     return tuple(chosen)
 
 
