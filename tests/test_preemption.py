@@ -46,9 +46,10 @@ def test_a_critical_job_displaces_low_work_on_a_full_node() -> None:
     plan = solve(snap, POLICY)
     (preemption,) = plan.preemptions
     assert preemption.job_id == "urgent" and preemption.victims == ("low",) and preemption.nodes == ("n1",)
-    # By hand: 2 h of 8 critical GPUs at $100/GPU-h, less the low job's 8 GPUs at $0.50/GPU-h over those 2 h
-    # and its restart.
-    gain = 100 * 8 * 2 - 0.5 * 8 * (2 + RESTART_H)
+    # By hand: the delay it avoids (its reservation starts when the low job ends, in 9 h: 8 critical GPUs at
+    # $100/GPU-h), less the low job's 8 GPUs at $0.50/GPU-h over the 2 h it is kept waiting and its restart.
+    assert [r.start_hours for r in solve(snap, BASE).reservations] == [pytest.approx(9.0)]
+    gain = 100 * 8 * 9 - 0.5 * 8 * (2 + RESTART_H)
     assert preemption.gain_usd == pytest.approx(gain)
     assert preemption.reason.startswith(f"Preempted(by=urgent, gain=${gain:,.2f})")
     assert preemption.placement.nodes == ("n1",) and preemption.placement.gpus_per_node == 8

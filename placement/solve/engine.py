@@ -159,7 +159,8 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
             used += f" + {repacks} repacks"
 
     moves = migrations(snapshot.running, groups, ledger, forecast.ratios, policy) if policy.lookahead else ()
-    preempted = preemptions([j for j in jobs if j.id not in placed], snapshot,
+    preempted = preemptions([j for j in jobs if j.id not in placed], queue_costs,
+                            {r.job_id: r.start_hours for r in reservations}, snapshot,
                             [placement_of(j, placed[j.id]) for j in jobs if j.id in placed] +
                             [m.placement for m in moves], policy) if policy.preemption.enabled else ()
     starting = {p.job_id for p in preempted}

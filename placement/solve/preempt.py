@@ -2,8 +2,10 @@
 
 Kueue's `withinClusterQueue: LowerPriority`, Slurm's QOS preemption, priced in the engine's own dollars:
 
-- the job's value is its priority's $ per GPU-hour of delay x its GPUs x its expected hours (what it would
-  lose waiting as long as it runs);
+- the job's value is what starting now on the freed node saves over its queue cost: the delay it would
+  otherwise wait (until the forecast start, at its priority's $ per GPU-hour x its GPUs) and what it would
+  pay where it would eventually run, less the on-prem objective now (a job with no option this round: the
+  delay until its reservation's start, else the policy's `expected_wait_hours`);
 - each victim's cost is the same for the victim over those hours (it waits behind the job), plus its restart:
   the work lost since its last checkpoint and the start-up, `restart_hours` (its own, else the policy's
   `downscale.restart_hours`), at its priority's rate;
@@ -20,6 +22,7 @@ more than 1 / `min_priority_gap` of the job's.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from placement.model import Job, Offer, Placement, Preemption, Running, Snapshot, Tier
 from placement.solve.candidates import group_offers, index_groups, job_objective, signature_options, usable
@@ -30,8 +33,8 @@ from policies.model import Policy
 _EPS = 1e-9
 
 
-def preemptions(queued: list[Job], snapshot: Snapshot, placements: list[Placement],
-                policy: Policy) -> tuple[Preemption, ...]:
+def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: dict[str, float], snapshot: Snapshot,
+                placements: list[Placement], policy: Policy) -> tuple[Preemption, ...]:
     """The round's preemptions for `queued` jobs (most valuable per GPU first), given what this round placed."""
     settings = policy.preemption
     if not settings.enabled or settings.max_victims_per_round == 0:
@@ -54,10 +57,17 @@ def preemptions(queued: list[Job], snapshot: Snapshot, placements: list[Placemen
             break
         if job.num_nodes != 1 or Tier.ONPREM not in job.tiers or job.priority not in policy.priorities:
             continue
+        if job.id in queue_costs:
+            def saving(placement: Placement, queue_cost: float = queue_costs[job.id]) -> float:
+                return queue_cost - placement.objective
+        else:
+            def saving(placement: Placement, delay: float = delay_rate(job, policy) * wait_hours.get(
+                    job.id, policy.expected_wait_hours)) -> float:
+                return delay
         best = None
         for name in sorted(nodes):
             found = _on_node(job, nodes[name], free, [v for v in victims if v.job_id not in stopped], charged,
-                             snapshot, policy, budget, name in freed)
+                             snapshot, policy, budget, name in freed, saving)
             if found is not None and (best is None or (len(found[0]), -found[1]) < (len(best[0]), -best[1])):
                 best = found
         if best is None:
@@ -87,7 +97,7 @@ def _displaceable(work: Running, policy: Policy) -> bool:
 
 
 def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[Running], charged: list[Running],
-             snapshot: Snapshot, policy: Policy, budget: int, freed: bool
+             snapshot: Snapshot, policy: Policy, budget: int, freed: bool, saving: Callable[[Placement], float]
              ) -> tuple[list[Running], float, Placement] | None:
     """The fewest least valuable victims on `node` that make room for `job` there, their gain and the placement
     (none needed where this round's stops already freed room: `freed`); None when no worthwhile set does."""
@@ -95,21 +105,19 @@ def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[
     ceiling = rate / policy.preemption.min_priority_gap
     here = sorted((v for v in victims if node.name in v.nodes and policy.delay_rate(v.priority) <= ceiling + _EPS),
                   key=lambda v: (_cost(v, job, policy), v.job_id))
-    value = rate * gpu_units(job, job.demands[0], policy) * job.expected_hours
     taken: list[Running] = []
     cost = 0.0
     if freed:
         placement = _fit(job, node, free[node.name], taken, charged, snapshot, policy)
-        if placement is not None:
-            return taken, value, placement
+        if placement is not None and saving(placement) > _EPS:
+            return taken, saving(placement), placement
     for victim in here[:budget]:
         taken.append(victim)
         cost += _cost(victim, job, policy)
-        if cost >= value:
-            return None
         placement = _fit(job, node, free[node.name], taken, charged, snapshot, policy)
         if placement is not None:
-            return taken, value - cost, placement
+            gain = saving(placement) - cost
+            return (taken, gain, placement) if gain > _EPS else None
     return None
 
 
