@@ -46,6 +46,10 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
             if name in free:
                 _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
     victims = [r for r in snapshot.running if _displaceable(r, policy)]
+    if not victims:
+        return ()
+    lowest = min(policy.delay_rate(v.priority) for v in victims)
+    hosting = {name for v in victims for name in v.nodes}
     teams = {j.id: j.team for j in snapshot.jobs}
     charged = [*snapshot.running, *(_as_running(p, teams) for p in placements)]
     stopped: set[str] = set()
@@ -55,7 +59,8 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
     for job in sorted(queued, key=lambda j: (-delay_rate(j, policy) / gpu_units(j, j.demands[0], policy), j.id)):
         if budget <= 0:
             break
-        if job.num_nodes != 1 or Tier.ONPREM not in job.tiers or job.priority not in policy.priorities:
+        if (job.num_nodes != 1 or Tier.ONPREM not in job.tiers or job.priority not in policy.priorities
+                or policy.delay_rate(job.priority) < lowest * settings.min_priority_gap - _EPS):
             continue
         if job.id in queue_costs:
             def saving(placement: Placement, queue_cost: float = queue_costs[job.id]) -> float:
@@ -65,7 +70,7 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
                     job.id, policy.expected_wait_hours)) -> float:
                 return delay
         best = None
-        for name in sorted(nodes):
+        for name in sorted(n for n in nodes if n in hosting or n in freed):
             found = _on_node(job, nodes[name], free, [v for v in victims if v.job_id not in stopped], charged,
                              snapshot, policy, budget, name in freed, saving)
             if found is not None and (best is None or (len(found[0]), -found[1]) < (len(best[0]), -best[1])):
