@@ -161,6 +161,7 @@ class Running:
     migratable: bool = False
     restart_hours: float | None = None  # None: the policy's downscale.restart_hours
     preemptible: bool = False  # may be displaced by higher-priority work (placement/solve/preempt.py)
+    max_wait_hours: float | None = None  # how long it may wait once displaced before it bursts
 
 
 @dataclass(frozen=True, slots=True)

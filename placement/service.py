@@ -40,7 +40,7 @@ from placement.solve import RoundResult, solve_round
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
-from placement.spec import launch_name, spec_from_data, to_job, to_jobs
+from placement.spec import duration_hours, launch_name, spec_from_data, to_job, to_jobs
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
@@ -739,7 +739,9 @@ def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> 
             and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
             "restart_hours": placement.get("restart_hours"),
             "preemptible": bool(placement.get("preemptible", True)) and record.state is JobState.RUNNING
-            and not record.service}
+            and not record.service,
+            "max_wait_hours": duration_hours(placement["max_wait"]) if placement.get("max_wait") is not None
+            else None}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,

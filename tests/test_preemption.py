@@ -7,6 +7,7 @@ clock with `TimedNodesDouble` (tests/test_lookahead.py), a double of the on-prem
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from placement.service import Engine, ServiceConfig
 from placement.solve import solve
 from placement.store import JobState
 from policies.model import PreemptionPolicy
-from tests.solver_fixtures import builtin_policy, check_plan, job, onprem, snapshot
+from tests.solver_fixtures import builtin_policy, check_plan, job, onprem, public, snapshot
 from tests.test_lookahead import Clock, TimedNodesDouble
 
 BASE = builtin_policy("balanced")
@@ -188,3 +189,19 @@ def test_non_preemptible_work_stays_in_the_engine(tmp_path: Path) -> None:
     engine.round()
     assert engine.store.job(low).state is JobState.RUNNING
     assert engine.store.job(critical).state is JobState.PENDING
+
+
+def test_a_victim_that_would_burst_counts_the_clouds_premium() -> None:
+    """n2 frees in 3 h (the job's reservation: 3 h x 8 high GPUs x $10 = $240 of delay avoided); n1 holds normal
+    work with 20 h left. Waiting out an 8-hour job costs it 8 GPUs x $2 x 8.25 h = $132: preempted. With a
+    2-hour max_wait it would wait 2 h, then run its 20 h on the cloud at $32/h instead of $16/h: $320 more."""
+    cloud = public("p4d", price=32.0)
+    victim = dataclasses.replace(work("normal", "n1", priority="normal", elapsed=1.0, expected=21.0),
+                                 rate_per_hour=16.0)
+    pinned = work("pinned", "n2", elapsed=1.0, expected=4.0, preemptible=False)
+    job_ = job("urgent", gpus=8, hours=8.0, priority="high", tiers=frozenset({Tier.ONPREM}))
+    offers = [node("n1", 0), node("n2", 0), cloud]
+    plan = solve(snapshot([job_], offers, running=[victim, pinned]), POLICY)
+    assert [p.gain_usd for p in plan.preemptions] == [pytest.approx(240 - 2 * 8 * (8 + RESTART_H))]
+    snap = snapshot([job_], offers, running=[dataclasses.replace(victim, max_wait_hours=2.0), pinned])
+    assert solve(snap, POLICY).preemptions == ()

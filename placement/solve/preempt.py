@@ -6,9 +6,11 @@ Kueue's `withinClusterQueue: LowerPriority`, Slurm's QOS preemption, priced in t
   otherwise wait (until the forecast start, at its priority's $ per GPU-hour x its GPUs) and what it would
   pay where it would eventually run, less the on-prem objective now (a job with no option this round: the
   delay until its reservation's start, else the policy's `expected_wait_hours`);
-- each victim's cost is the same for the victim over those hours (it waits behind the job), plus its restart:
-  the work lost since its last checkpoint and the start-up, `restart_hours` (its own, else the policy's
-  `downscale.restart_hours`), at its priority's rate;
+- each victim's cost is its delay while the job runs (it waits behind it) at its priority's rate; when that
+  is longer than the victim's `max_wait`, the delay up to its max_wait and then the premium of the cheapest
+  public offer for its GPUs over the on-prem rate for the hours it has left (it will burst); plus its
+  restart: the work lost since its last checkpoint and the start-up, `restart_hours` (its own, else the
+  policy's `downscale.restart_hours`), at its priority's rate;
 - the gain is the value less the costs; the job preempts only when it is positive.
 
 Only on-prem work is displaced (a node, not an instance type, is what a waiting job can take over), only
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from placement.model import Job, Offer, Placement, Preemption, Running, Snapshot, Tier
 from placement.solve.candidates import group_offers, index_groups, job_objective, signature_options, usable
 from placement.solve.costs import delay_rate, gpu_units
+from placement.solve.forecast import Ratios, remaining_hours
 from placement.solve.ledger import CapacityLedger, Chosen, placement_of
 from policies.model import Policy
 
@@ -46,6 +49,8 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
             if name in free:
                 _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
     victims = [r for r in snapshot.running if _displaceable(r, policy)]
+    ratios = Ratios(snapshot.duration_ratios)
+    public = _public_rates(snapshot)
     if not victims:
         return ()
     lowest = min(policy.delay_rate(v.priority) for v in victims)
@@ -72,7 +77,8 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
         best = None
         for name in sorted(n for n in nodes if n in hosting or n in freed):
             found = _on_node(job, nodes[name], free, [v for v in victims if v.job_id not in stopped], charged,
-                             snapshot, policy, budget, name in freed, saving)
+                             snapshot, policy, budget, name in freed, saving, lambda v: _cost(v, job, policy,
+                                                                                              ratios, public))
             if found is not None and (best is None or (len(found[0]), -found[1]) < (len(best[0]), -best[1])):
                 best = found
         if best is None:
@@ -102,14 +108,14 @@ def _displaceable(work: Running, policy: Policy) -> bool:
 
 
 def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[Running], charged: list[Running],
-             snapshot: Snapshot, policy: Policy, budget: int, freed: bool, saving: Callable[[Placement], float]
-             ) -> tuple[list[Running], float, Placement] | None:
+             snapshot: Snapshot, policy: Policy, budget: int, freed: bool, saving: Callable[[Placement], float],
+             cost_of: Callable[[Running], float]) -> tuple[list[Running], float, Placement] | None:
     """The fewest least valuable victims on `node` that make room for `job` there, their gain and the placement
     (none needed where this round's stops already freed room: `freed`); None when no worthwhile set does."""
     rate = policy.delay_rate(job.priority)
     ceiling = rate / policy.preemption.min_priority_gap
     here = sorted((v for v in victims if node.name in v.nodes and policy.delay_rate(v.priority) <= ceiling + _EPS),
-                  key=lambda v: (_cost(v, job, policy), v.job_id))
+                  key=lambda v: (cost_of(v), v.job_id))
     taken: list[Running] = []
     cost = 0.0
     if freed:
@@ -118,7 +124,7 @@ def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[
             return taken, saving(placement), placement
     for victim in here[:budget]:
         taken.append(victim)
-        cost += _cost(victim, job, policy)
+        cost += cost_of(victim)
         placement = _fit(job, node, free[node.name], taken, charged, snapshot, policy)
         if placement is not None:
             gain = saving(placement) - cost
@@ -126,11 +132,31 @@ def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[
     return None
 
 
-def _cost(victim: Running, job: Job, policy: Policy) -> float:
-    """What displacing `victim` costs: its delay while `job` runs, and its restart, at its priority's rate."""
+def _cost(victim: Running, job: Job, policy: Policy, ratios: Ratios, public: dict[str | None, float]) -> float:
+    """What displacing `victim` costs: its delay while `job` runs (or up to its max_wait, then bursting's
+    premium for the hours it has left), and its restart, at its priority's rate."""
     restart = policy.downscale.restart_hours if victim.restart_hours is None else victim.restart_hours
     gpus = max(victim.gpus, victim.per_node[1] / policy.cpus_per_gpu_equivalent, 0.1)
-    return policy.delay_rate(victim.priority) * gpus * (job.expected_hours + restart)
+    rate = policy.delay_rate(victim.priority) * gpus
+    if victim.max_wait_hours is None or job.expected_hours <= victim.max_wait_hours:
+        return rate * (job.expected_hours + restart)
+    left = remaining_hours(victim, ratios) or 0.0
+    per_gpu = public.get(victim.gpu)
+    if per_gpu is None:  # nowhere to burst: it waits on, overdue
+        overdue = policy.overdue_multiplier * (job.expected_hours - victim.max_wait_hours)
+        return rate * (victim.max_wait_hours + overdue + restart)
+    premium = max(per_gpu * victim.gpus - victim.rate_per_hour, 0.0) * left
+    return rate * (victim.max_wait_hours + restart) + policy.weights.cost * premium
+
+
+def _public_rates(snapshot: Snapshot) -> dict[str | None, float]:
+    """The cheapest on-demand public $ per GPU-hour of each GPU type among the round's offers."""
+    rates: dict[str | None, float] = {}
+    for offer in snapshot.offers:
+        if offer.tier is Tier.PUBLIC and not offer.spot and offer.gpu is not None and offer.gpu_count > 0:
+            per_gpu = offer.price_per_hour / offer.gpu_count
+            rates[offer.gpu] = min(rates.get(offer.gpu, per_gpu), per_gpu)
+    return rates
 
 
 def _fit(job: Job, node: Offer, free: list[float], taken: list[Running], charged: list[Running],
