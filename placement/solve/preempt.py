@@ -50,7 +50,7 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
                 _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
     victims = [r for r in snapshot.running if _displaceable(r, policy)]
     ratios = Ratios(snapshot.duration_ratios)
-    public = _public_rates(snapshot)
+    public = _public_rates(snapshot)  # by GPU type
     if not victims:
         return ()
     lowest = min(policy.delay_rate(v.priority) for v in victims)
@@ -132,7 +132,8 @@ def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[
     return None
 
 
-def _cost(victim: Running, job: Job, policy: Policy, ratios: Ratios, public: dict[str | None, float]) -> float:
+def _cost(victim: Running, job: Job, policy: Policy, ratios: Ratios,
+          public: dict[str | None, list[tuple[float, float]]]) -> float:
     """What displacing `victim` costs: its delay while `job` runs (or up to its max_wait, then bursting's
     premium for the hours it has left), and its restart, at its priority's rate."""
     restart = policy.downscale.restart_hours if victim.restart_hours is None else victim.restart_hours
@@ -141,21 +142,22 @@ def _cost(victim: Running, job: Job, policy: Policy, ratios: Ratios, public: dic
     if victim.max_wait_hours is None or job.expected_hours <= victim.max_wait_hours:
         return rate * (job.expected_hours + restart)
     left = remaining_hours(victim, ratios) or 0.0
-    per_gpu = public.get(victim.gpu)
-    if per_gpu is None:  # nowhere to burst: it waits on, overdue
+    per_node = victim.per_node[0]
+    prices = [price for count, price in public.get(victim.gpu, ()) if count >= per_node - _EPS]
+    if not prices:  # nowhere to burst: it waits on, overdue
         overdue = policy.overdue_multiplier * (job.expected_hours - victim.max_wait_hours)
         return rate * (victim.max_wait_hours + overdue + restart)
-    premium = max(per_gpu * victim.gpus - victim.rate_per_hour, 0.0) * left
+    premium = max(min(prices) * max(len(victim.nodes), 1) - victim.rate_per_hour, 0.0) * left
     return rate * (victim.max_wait_hours + restart) + policy.weights.cost * premium
 
 
-def _public_rates(snapshot: Snapshot) -> dict[str | None, float]:
-    """The cheapest on-demand public $ per GPU-hour of each GPU type among the round's offers."""
-    rates: dict[str | None, float] = {}
+def _public_rates(snapshot: Snapshot) -> dict[str | None, list[tuple[float, float]]]:
+    """The round's on-demand public instances of each GPU type, as (GPUs, $ per hour of the whole instance):
+    a displaced job that bursts pays for whole instances, however few GPUs it holds on-prem."""
+    rates: dict[str | None, list[tuple[float, float]]] = {}
     for offer in snapshot.offers:
         if offer.tier is Tier.PUBLIC and not offer.spot and offer.gpu is not None and offer.gpu_count > 0:
-            per_gpu = offer.price_per_hour / offer.gpu_count
-            rates[offer.gpu] = min(rates.get(offer.gpu, per_gpu), per_gpu)
+            rates.setdefault(offer.gpu, []).append((offer.gpu_count, offer.price_per_hour))
     return rates
 
 
