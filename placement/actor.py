@@ -107,7 +107,9 @@ class PlacementService:
             # a capped scope with nothing running spends 0 (a series, so its ratio to the cap can be taken)
             spend_rate_by_scope={**dict.fromkeys(report.limit_by_scope, 0.0), **report.spend_rate_by_scope},
             cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
-            downscaled_by_action_team=dict(downscaled))
+            downscaled_by_action_team=dict(downscaled),
+            preempted_by_cause_team=dict(Counter(("priority", team) for p in report.plan.preemptions
+                                                 for team in p.victim_teams)))
 
     def _observe(self, report: RoundReport) -> None:
         """What alerts and the status page need beyond the round's own figures."""

@@ -67,6 +67,8 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_reconciler_errors": ("Failed provider actions of the reconciler", ("provider", "kind")),
     "placement_downscale_actions": ("Work stopped, moved or scaled down to get spend back under a cap, by "
                                     "action and team", ("action", "team")),
+    "placement_preemptions": ("Running jobs stopped and requeued to make room for other work, by cause "
+                              "(priority: a higher-priority job) and the stopped job's team", ("cause", "team")),
 }
 _HISTOGRAMS: dict[str, str] = {
     "placement_round_seconds": "Duration of a placement round (snapshot, solve, record)",
@@ -115,7 +117,8 @@ class ServiceMetrics:
                      spend_rate_by_scope: Mapping[str, float],
                      cap_by_scope: Mapping[str, float],
                      jobs_by_state: Mapping[str, int],
-                     downscaled_by_action_team: Mapping[tuple[str, str], int] | None = None) -> None:
+                     downscaled_by_action_team: Mapping[tuple[str, str], int] | None = None,
+                     preempted_by_cause_team: Mapping[tuple[str, str], int] | None = None) -> None:
         """Record one placement round.
 
         Dimensions are reason codes, tiers, teams, scopes ("global" or a team) and
@@ -142,6 +145,9 @@ class ServiceMetrics:
         for (action, team), count in (downscaled_by_action_team or {}).items():
             if count > 0:
                 self._counters["placement_downscale_actions"].inc(count, tags={"action": action, "team": team})
+        for (cause, team), count in (preempted_by_cause_team or {}).items():
+            if count > 0:
+                self._counters["placement_preemptions"].inc(count, tags={"cause": cause, "team": team})
 
     def record_debt(self, *, window: str, utilized_gpus_by_team: Mapping[str, float],
                     debt_usd_by_team: Mapping[str, float], energy_kwh_by_team: Mapping[str, float],

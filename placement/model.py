@@ -162,6 +162,8 @@ class Running:
     gpu: str | None = None
     migratable: bool = False
     restart_hours: float | None = None  # None: the policy's downscale.restart_hours
+    preemptible: bool = False  # may be displaced by higher-priority work (placement/solve/preempt.py)
+    max_wait_hours: float | None = None  # how long it may wait once displaced before it bursts
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,19 @@ class Migration:
 
 
 @dataclass(frozen=True, slots=True)
+class Preemption:
+    """A queued job started now on on-prem nodes by stopping lower-priority work there (each victim whole)."""
+
+    job_id: str
+    victims: tuple[str, ...]  # running jobs stopped, gracefully, and requeued
+    victim_teams: tuple[str, ...]  # each victim's team, in the same order
+    nodes: tuple[str, ...]
+    gain_usd: float  # the job's value less the victims' value and their restart
+    reason: str  # what each victim is told: Preempted(by=JOB, gain=$X): ...
+    placement: Placement  # where the job starts
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """The answer of one round: where each job goes, or why it waits."""
 
@@ -286,6 +301,7 @@ class Plan:
     queue_costs: tuple[tuple[str, float], ...] = field(default=())
     reservations: tuple[Reservation, ...] = ()
     migrations: tuple[Migration, ...] = ()
+    preemptions: tuple[Preemption, ...] = ()
 
     def placement_of(self, job_id: str) -> Placement | None:
         return next((p for p in self.placements if p.job_id == job_id), None)

@@ -218,6 +218,31 @@ class Reconciler:
             records = {m.job_id: self.store.job(m.job_id) for m in moved}
             self.apply(dataclasses.replace(plan, placements=tuple(m.placement for m in moved), queued=()), records)
 
+    def preempt(self, plan: Plan, grace_seconds: float) -> None:
+        """Carry out `plan.preemptions`: each victim's stop is recorded with its reason (`Preempted(by=JOB,
+        gain=$X)`) before it is stopped gracefully (`grace_seconds` to checkpoint) and requeued, its next
+        launch a new attempt; then the job that displaced it is launched on the nodes the round chose."""
+        now = self.clock()
+        starting = []
+        for preemption in plan.preemptions:
+            records = [self.store.job(v) for v in preemption.victims]
+            if any(r is None or r.state not in ACTIVE or not r.handle or not r.tier for r in records):
+                continue  # a victim ended or moved since the snapshot: the job waits for the next round
+            for record in records:
+                fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
+                          "reason_code": "Preempted", "reason": preemption.reason}
+                seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
+                                                 {"tier": record.tier, "reason": preemption.reason,
+                                                  "preempted_by": preemption.job_id,
+                                                  "gain_usd": round(preemption.gain_usd, 4),
+                                                  "grace_seconds": grace_seconds}, now, fields)
+                self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=grace_seconds)
+                self.store.finish_decision(seq, "done")
+            starting.append(preemption)
+        if starting:
+            records = {p.job_id: self.store.job(p.job_id) for p in starting}
+            self.apply(dataclasses.replace(plan, placements=tuple(p.placement for p in starting), queued=()), records)
+
     # --- watching -----------------------------------------------------------------------------------------
 
     def observe(self) -> None:

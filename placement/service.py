@@ -41,7 +41,7 @@ from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
-from placement.spec import check_envs_set, launch_name, spec_from_data, to_job, to_jobs
+from placement.spec import check_envs_set, duration_hours, launch_name, spec_from_data, to_job, to_jobs
 from placement.yamlio import ConfigError
 from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, StoredReservation, UsageCheckpoint)
@@ -349,6 +349,8 @@ class Engine:
         self.reconciler.apply(result.plan, {r.id: r for r in pending})
         if result.plan.migrations:
             self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
+        if result.plan.preemptions:
+            self.reconciler.preempt(result.plan, self.policy.downscale.checkpoint_grace_seconds)
         notes = _burst_notes(result)
         if notes:
             self.store.add_events(notes, now)
@@ -783,7 +785,11 @@ def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> 
             "priority": record.priority, "gpu": offer.gpu if offer is not None else None,
             "migratable": restartable and record.state is JobState.RUNNING and not record.service
             and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
-            "restart_hours": placement.get("restart_hours")}
+            "restart_hours": placement.get("restart_hours"),
+            "preemptible": bool(placement.get("preemptible", True)) and record.state is JobState.RUNNING
+            and not record.service,
+            "max_wait_hours": duration_hours(placement["max_wait"]) if placement.get("max_wait") is not None
+            else None}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,

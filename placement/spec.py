@@ -658,6 +658,9 @@ class PlacementSpec(_Strict):
     restart_hours: NonNegativeFloat | None = Field(None, description="work lost and start-up time when the job is "
                                                                      "moved (its checkpoint interval); default: the "
                                                                      "policy's downscale.restart_hours")
+    preemptible: bool = Field(True, description="may be stopped (gracefully, to checkpoint) and requeued when "
+                                                "higher-priority work needs its on-prem GPUs and the policy's "
+                                                "preemption is enabled")
     data_residency: Literal["onprem"] | None = Field(None, description="onprem: the job never leaves on-prem")
     gpu_memory: GpuMemoryHint | None = None
 

@@ -86,6 +86,18 @@ class Downscale(_Strict):
     time_limit_s: float = Field(1.0, gt=0, description="Wall-clock limit of the downscaling integer program.")
 
 
+class PreemptionPolicy(_Strict):
+    """When a pending job may displace running on-prem work of lower priority (placement/solve/preempt.py)."""
+
+    enabled: bool = Field(False, description="Let a queued job stop lower-priority on-prem work to start now.")
+    min_priority_gap: float = Field(2.0, ge=1, description=(
+        "A job may displace only work whose priority's $ per GPU-hour of delay is at most this fraction of its "
+        "own: 2 lets high ($10) displace normal ($2) but not another high job."))
+    max_victims_per_round: int = Field(8, ge=0, description="Running jobs stopped by preemption per round, at most.")
+    protect_running_minutes: float = Field(10.0, ge=0, description=(
+        "Work that started less than this long ago is never displaced, so fresh work is not churned."))
+
+
 class TierQuota(_Strict):
     onprem: float | None = Field(None, ge=0, description="GPUs the team may hold on-prem.")
     private: float | None = Field(None, ge=0)
@@ -173,6 +185,7 @@ class Policy(_Strict):
     spot: SpotPolicy = SpotPolicy()
     caps: Caps = Caps()
     downscale: Downscale = Downscale()
+    preemption: PreemptionPolicy = PreemptionPolicy()
     quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
     solver: SolverSettings = SolverSettings()
     memory: MemoryPolicy = MemoryPolicy()

@@ -19,8 +19,8 @@ from placement import metrics
 from placement.metrics import EXPORTED
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "configs" / "dashboards"
-OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "le", "window", "period",
-              "node"}
+OWN_LABELS = {"reason", "state", "tier", "team", "scope", "provider", "kind", "action", "cause", "le", "window",
+              "period", "node"}
 
 ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                pending_by_reason={"OverQuota": 3, "WaitingForCapacity": 2},
@@ -29,7 +29,8 @@ ROUND_1 = dict(round_seconds=0.3, solve_seconds=0.12,
                spend_rate_by_scope={"global": 12.5, "nlp": 12.5},
                cap_by_scope={"global": 100.0},
                jobs_by_state={"pending": 5, "running": 3},
-               downscaled_by_action_team={("stop", "nlp"): 2, ("scale_down", "nlp"): 0})
+               downscaled_by_action_team={("stop", "nlp"): 2, ("scale_down", "nlp"): 0},
+               preempted_by_cause_team={("priority", "vision"): 3, ("priority", "nlp"): 0})
 ROUND_2 = dict(round_seconds=2.0, solve_seconds=1.5,
                pending_by_reason={"OverQuota": 1},
                placements_by_tier={"public": 2},
@@ -142,6 +143,7 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_reconciler_errors_total", provider="aws", kind="launch"): 2.0,
         series("ray_placement_reconciler_errors_total", provider="onprem", kind="terminate"): 1.0,
         series("ray_placement_downscale_actions_total", action="stop", team="nlp"): 2.0,
+        series("ray_placement_preemptions_total", cause="priority", team="vision"): 3.0,
         series("ray_placement_gpus_utilized", team="nlp"): 1.9,
         series("ray_placement_gpus_utilized", team="vision"): 0.2,
         series("ray_placement_debt_usd", team="nlp", window="1h"): 7.4,

@@ -18,7 +18,8 @@
    nodes at a time exactly in the time left (repack), winning back what
    packing the model's counts onto nodes lost.
 6. Move running cloud work back to the on-prem capacity left free when that saves more than its restart
-   (migrate), and give every queued job its reason.
+   (migrate), let queued jobs displace lower-priority on-prem work when that is worth it (preempt), and give
+   every queued job its reason.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from placement.solve.costs import Wait, delay_rate, gpu_units
 from placement.solve.explain import why_infeasible, why_queued, why_reserved
 from placement.solve.forecast import Forecast, Ratios
 from placement.solve.migrate import migrations
+from placement.solve.preempt import preemptions
 from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger, Chosen, placement_of
@@ -159,15 +161,22 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
             used += f" + {repacks} repacks"
 
     moves = migrations(snapshot.running, groups, ledger, forecast.ratios, policy) if policy.lookahead else ()
+    preempted = preemptions([j for j in jobs if j.id not in placed], queue_costs,
+                            {r.job_id: r.start_hours for r in reservations}, snapshot,
+                            [placement_of(j, placed[j.id]) for j in jobs if j.id in placed] +
+                            [m.placement for m in moves], policy) if policy.preemption.enabled else ()
+    starting = {p.job_id for p in preempted}
     placements, queued = [], []
     objective = 0.0
-    reservations = tuple(r for r in reservations if r.job_id not in placed)
+    reservations = tuple(r for r in reservations if r.job_id not in placed and r.job_id not in starting)
     reserved = {r.job_id: r for r in reservations}
     for job in jobs:
         if job.id in placed:
             placement = placement_of(job, placed[job.id])
             placements.append(placement)
             objective += placement.objective
+        elif job.id in starting:
+            objective += next(p.placement.objective for p in preempted if p.job_id == job.id)
         elif job.id in reserved:
             objective += queue_costs.get(job.id, 0.0)
             queued.append((job.id, why_reserved(reserved[job.id])))
@@ -180,7 +189,8 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     stats = SolveStats(method=used, status=status, build_seconds=build_seconds, solve_seconds=solve_seconds,
                        total_seconds=perf_counter() - start, objective=objective, num_classes=len(classes),
                        num_variables=num_vars, lower_bound=bound, repack_seconds=repack_seconds)
-    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves)
+    plan = Plan(tuple(placements), tuple(queued), stats, tuple(sorted(queue_costs.items())), reservations, moves,
+                preempted)
     return RoundResult(plan, job_options, ledger, waits)
 
 
