@@ -208,7 +208,7 @@ def _record(trace: Trace, engine: Engine, report, k: int, committed_before: dict
         trace.ran.setdefault(record.id, (record.priority, k))
     by_priority: Counter[str] = Counter()
     for record in engine.store.jobs(states=ACTIVE):
-        if record.tier != Tier.ONPREM.value:
+        if record.tier is not Tier.ONPREM:
             by_priority[record.priority] += record.rate_per_hour or 0.0
     for action in report.downscaled:
         trace.actions.append({"interval": k, "job": action.job_id, "kind": action.kind.value, "team": action.team,

@@ -22,7 +22,7 @@ from placement.model import Demand, Offer, Tier
 from placement.solve.downscale import (DownscalePlan, RunningWork, WorkKind, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
 from placement.spend import RateLimit, SpendEntry, effective_rate_limits, spend_report
-from placement.store import ACTIVE, JobRecord, ServiceRecord, Store
+from placement.store import ACTIVE, JobChange, JobRecord, ServiceRecord, Store
 from policies.model import Policy
 
 _OVER_SINCE = "caps.over_since"  # store meta key: scope -> when it went over its limit
@@ -59,9 +59,8 @@ class CapGuard:
                             memory_gb=record.memory_gb or 0.0)
             rate = round(offer.job_price_per_hour(demand) * nodes, 6)
             if abs(rate - record.rate_per_hour) > 1e-6:
-                self.store.update_job(record.id, now, event="repriced",
-                                      detail=f"${record.rate_per_hour:.4f}/h -> ${rate:.4f}/h ({offer.id})",
-                                      rate_per_hour=rate)
+                self.store.update_job(record.id, now, JobChange(rate_per_hour=rate), event="repriced",
+                                      detail=f"${record.rate_per_hour:.4f}/h -> ${rate:.4f}/h ({offer.id})")
                 changed += 1
         return changed
 
@@ -93,7 +92,7 @@ class CapGuard:
         expected = float(placement.get("expected_hours", 1.0))
         ran = (now - record.started_at) / 3600.0 if record.started_at else 0.0
         return RunningWork(
-            job_id=record.id, team=record.team, tier=Tier(record.tier), rate_per_hour=record.rate_per_hour or 0.0,
+            job_id=record.id, team=record.team, tier=record.tier, rate_per_hour=record.rate_per_hour or 0.0,
             value_per_hour=policy.delay_rate(record.priority) * max(units, 0.1) if record.priority in
             policy.priorities else 0.0,
             remaining_hours=None if service else max(expected - ran, 0.0),

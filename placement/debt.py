@@ -51,7 +51,7 @@ from clouds.gpus import GPU_MODELS, canonical_gpu, gpu_memory_gb, gpu_tdp_watts,
 from placement.yamlio import Invalid
 
 if TYPE_CHECKING:
-    from clouds.telemetry import GpuSample, ProcessSample
+    from clouds.telemetry_samples import GpuSample, ProcessSample
 
 _GIB = 1024 ** 3
 _J_PER_KWH = 3.6e6

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from placement.model import Job
+from placement.model import Job, OutcomeCode
 
 OUT_OF_MEMORY_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory")
-OUT_OF_MEMORY = "OutOfMemory"  # the reason code of a job put back to pending after running out of GPU memory
+OUT_OF_MEMORY = OutcomeCode.OUT_OF_MEMORY  # the reason code of a job put back to pending after running out of GPU memory
 LARGER_BY_GB = 0.1  # the floor after an out-of-memory run: that GPU's memory plus the estimate's resolution
 
 

@@ -206,6 +206,20 @@ class ReasonCode(StrEnum):
     PREDECESSOR_FAILED = "PredecessorFailed"  # a pipeline's previous task failed: this one never runs
 
 
+class OutcomeCode(StrEnum):
+    """Why acting on a job, or watching it, sent it back to pending or ended it (set by the reconciler, not by a
+    round: a round's reasons are `ReasonCode`s)."""
+
+    LAUNCH_FAILED = "LaunchFailed"
+    LAUNCH_ATTEMPTS_EXHAUSTED = "LaunchAttemptsExhausted"  # no round places it again
+    DOWNSCALED = "Downscaled"
+    MIGRATING = "Migrating"
+    PREEMPTED = "Preempted"
+    REQUEUED = "Requeued"  # its node was lost
+    OUT_OF_MEMORY = "OutOfMemory"  # placed again on a GPU with more memory
+    FAILED = "Failed"
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
     code: ReasonCode

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from clouds.base import Block, LaunchError, LaunchRequest, Provider, WorkStatus
 from clouds.gpus import gpu_memory_gb
 from placement.memory_history import OUT_OF_MEMORY, MemoryPeak, facts_key, ran_out_of_memory
-from placement.model import Offer, Placement, Plan, Tier
-from placement.store import ACTIVE, Decision, Intent, JobRecord, JobState, Store
+from placement.model import Offer, OutcomeCode, Placement, Plan, Tier
+from placement.store import ACTIVE, Decision, Intent, JobChange, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def handle_for(store_uid: str, job_id: str, attempt: int) -> str:
 
 
 _ENDED = (WorkStatus.SUCCEEDED, WorkStatus.FAILED, WorkStatus.STOPPED)
-GAVE_UP = "LaunchAttemptsExhausted"  # the reason code of a job no round places again
+GAVE_UP = OutcomeCode.LAUNCH_ATTEMPTS_EXHAUSTED  # the reason code of a job no round places again
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,10 @@ class Reconciler:
             block = next((b for b in self._blocked_now if offer is not None and b.covers(offer)), None)
             if block is not None:  # an earlier launch of this round found the whole scope unusable
                 superseded.append(seqs[i])
-                self.store.update_job(record.id, self.clock(), event="not-launched", detail=str(block),
-                                      state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
-                                      reason_code="LaunchFailed", reason=f"{block} failed earlier this round")
+                self.store.update_job(record.id, self.clock(), JobChange(
+                    state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
+                    reason_code=OutcomeCode.LAUNCH_FAILED, reason=f"{block} failed earlier this round"),
+                    event="not-launched", detail=str(block))
             elif self._launch(seqs[i], record, attempt, handle, placement, provider, finish=False):
                 launched.append(seqs[i])
         self.store.finish_decisions(launched, "done")
@@ -123,17 +124,19 @@ class Reconciler:
                       self.failover.cooldown_s)
         failures = self.store.launch_failures(record.id) + 1
         if not error.retryable:
-            fields = dict(state=JobState.FAILED, finished_at=now, reason_code="LaunchFailed", reason=str(error))
+            change = JobChange(state=JobState.FAILED, finished_at=now, reason_code=OutcomeCode.LAUNCH_FAILED,
+                               reason=str(error))
         elif failures >= self.failover.max_attempts:
-            fields = dict(state=JobState.PENDING, reason_code=GAVE_UP,
-                          reason=f"{failures} launches failed, the last: {error}. Not placed again; "
-                                 f"cancel it and submit again once the cause is fixed")
+            change = JobChange(state=JobState.PENDING, reason_code=GAVE_UP,
+                               reason=f"{failures} launches failed, the last: {error}. Not placed again; "
+                                      f"cancel it and submit again once the cause is fixed")
         else:
             avoided = f"; {block} is avoided for {self.failover.cooldown_s / 60:.0f} min" if block else ""
-            fields = dict(state=JobState.PENDING, reason_code="LaunchFailed",
-                          reason=f"launch {failures} failed: {error}{avoided}; the next round tries the next best offer")
-        self.store.update_job(record.id, now, event="launch-failed", detail=str(error), handle=None, nodes=(),
-                              tier=None, target=None, **fields)
+            change = JobChange(state=JobState.PENDING, reason_code=OutcomeCode.LAUNCH_FAILED,
+                               reason=f"launch {failures} failed: {error}{avoided}; the next round tries the next best "
+                                      f"offer")
+        self.store.update_job(record.id, now, dataclasses.replace(change, handle=None, nodes=(), tier=None, target=None),
+                              event="launch-failed", detail=str(error))
 
     def resume(self) -> None:
         """Finish what a previous life of the service recorded but may not have done."""
@@ -157,14 +160,14 @@ class Reconciler:
     def cancel(self, record: JobRecord, reason: str = "cancelled") -> None:
         if record.state.terminal:
             return
-        ended = {"state": JobState.CANCELLED, "finished_at": self.clock(), "reason_code": None, "reason": reason}
-        if record.state in ACTIVE and record.handle and record.tier and Tier(record.tier) in self.providers:
+        ended = JobChange(state=JobState.CANCELLED, finished_at=self.clock(), reason_code=None, reason=reason)
+        if record.state in ACTIVE and record.handle and record.tier and record.tier in self.providers:
             seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
                                              {"tier": record.tier, "reason": reason}, self.clock(), ended)
-            self.providers[Tier(record.tier)].terminate(record.handle)
+            self.providers[record.tier].terminate(record.handle)
             self.store.finish_decision(seq, "done")
         else:
-            self.store.update_job(record.id, self.clock(), event="cancelled", detail=reason, **ended)
+            self.store.update_job(record.id, self.clock(), ended, event="cancelled", detail=reason)
 
     def downscale(self, actions: list) -> None:
         """Carry out downscaling actions (`placement.solve.downscale.DownscaleAction`): each is recorded
@@ -180,19 +183,18 @@ class Reconciler:
                 continue
             kind = str(action.kind.value)
             if kind == "scale_down":
-                fields = {"state": JobState.CANCELLED, "finished_at": now, "reason_code": None,
-                          "reason": action.reason}
+                fields = JobChange(state=JobState.CANCELLED, finished_at=now, reason_code=None, reason=action.reason)
             else:
-                fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
-                          "reason_code": "Downscaled", "reason": action.reason}
+                fields = JobChange(state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
+                                   reason_code=OutcomeCode.DOWNSCALED, reason=action.reason)
                 if kind == "move_to_spot":
                     spec = dict(record.spec)
                     spec["resources"] = dict(spec.get("resources") or {}) | {"use_spot": True}
-                    fields["spec"] = spec
+                    fields = dataclasses.replace(fields, spec=spec)
             seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
                                              {"tier": record.tier, "reason": action.reason, "downscale": kind,
                                               "grace_seconds": action.grace_seconds}, now, fields)
-            self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=action.grace_seconds)
+            self.providers[record.tier].terminate(record.handle, grace_seconds=action.grace_seconds)
             self.store.finish_decision(seq, "done")
 
     def migrate(self, plan: Plan, grace_seconds: float) -> None:
@@ -205,13 +207,13 @@ class Reconciler:
             record = self.store.job(move.job_id)
             if record is None or record.state not in ACTIVE or not record.handle or not record.tier:
                 continue
-            fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
-                      "reason_code": "Migrating", "reason": move.reason}
+            fields = JobChange(state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
+                               reason_code=OutcomeCode.MIGRATING, reason=move.reason)
             seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
                                              {"tier": record.tier, "reason": move.reason, "migrate": True,
                                               "to": list(move.nodes), "saves_usd": round(move.saves_usd, 4),
                                               "grace_seconds": grace_seconds}, now, fields)
-            self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=grace_seconds)
+            self.providers[record.tier].terminate(record.handle, grace_seconds=grace_seconds)
             self.store.finish_decision(seq, "done")
             moved.append(move)
         if moved:
@@ -229,14 +231,14 @@ class Reconciler:
             if any(r is None or r.state not in ACTIVE or not r.handle or not r.tier for r in records):
                 continue  # a victim ended or moved since the snapshot: the job waits for the next round
             for record in records:
-                fields = {"state": JobState.PENDING, "handle": None, "nodes": (), "tier": None, "target": None,
-                          "reason_code": "Preempted", "reason": preemption.reason}
+                fields = JobChange(state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
+                                   reason_code=OutcomeCode.PREEMPTED, reason=preemption.reason)
                 seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
                                                  {"tier": record.tier, "reason": preemption.reason,
                                                   "preempted_by": preemption.job_id,
                                                   "gain_usd": round(preemption.gain_usd, 4),
                                                   "grace_seconds": grace_seconds}, now, fields)
-                self.providers[Tier(record.tier)].terminate(record.handle, grace_seconds=grace_seconds)
+                self.providers[record.tier].terminate(record.handle, grace_seconds=grace_seconds)
                 self.store.finish_decision(seq, "done")
             starting.append(preemption)
         if starting:
@@ -252,7 +254,7 @@ class Reconciler:
         by_tier: dict[Tier, list[JobRecord]] = {}
         for record in active:
             if record.handle and record.tier:
-                by_tier.setdefault(Tier(record.tier), []).append(record)
+                by_tier.setdefault(record.tier, []).append(record)
         for tier, records in by_tier.items():
             provider = self.providers.get(tier)
             if provider is None:
@@ -283,25 +285,29 @@ class Reconciler:
             return
         since = max(self.store.spend_until(record.id) or record.started_at, record.started_at)
         if now > since:
-            self.store.add_spend(record.id, record.team, record.tier or "", since, now,
+            self.store.add_spend(record.id, record.team, record.tier, since, now,
                                  record.rate_per_hour * (now - since) / 3600.0)
 
     def _transition(self, record: JobRecord, status: WorkStatus, message: str, now: float) -> None:
         if status is WorkStatus.RUNNING and record.state is not JobState.RUNNING:
-            self.store.update_job(record.id, now, event="running", detail=message, state=JobState.RUNNING,
-                                  started_at=now)
+            self.store.update_job(record.id, now, JobChange(state=JobState.RUNNING, started_at=now),
+                                  event="running", detail=message)
         elif status is WorkStatus.SUCCEEDED:
-            self.store.update_job(record.id, now, event="succeeded", detail=message, state=JobState.SUCCEEDED,
-                                  finished_at=now, reason_code=None, reason=None)
+            self.store.update_job(record.id, now, JobChange(state=JobState.SUCCEEDED, finished_at=now,
+                                                            reason_code=None, reason=None),
+                                  event="succeeded", detail=message)
         elif status is WorkStatus.FAILED and ran_out_of_memory(message):
             self._out_of_memory(record, message, now)
         elif status in (WorkStatus.FAILED, WorkStatus.STOPPED):
-            self.store.update_job(record.id, now, event=status.value, detail=message, state=JobState.FAILED,
-                                  finished_at=now, reason_code="Failed", reason=brief(message) or status.value)
+            self.store.update_job(record.id, now, JobChange(state=JobState.FAILED, finished_at=now,
+                                                            reason_code=OutcomeCode.FAILED,
+                                                            reason=brief(message) or status.value),
+                                  event=status.value, detail=message)
         elif status is WorkStatus.LOST or (status is WorkStatus.MISSING and record.state is JobState.RUNNING):
-            self.store.update_job(record.id, now, event="requeued", detail=message, state=JobState.PENDING,
-                                  handle=None, nodes=(), target=None, tier=None,
-                                  reason_code="Requeued", reason=f"its node was lost ({message}); placing it again")
+            self.store.update_job(record.id, now, JobChange(
+                state=JobState.PENDING, handle=None, nodes=(), target=None, tier=None,
+                reason_code=OutcomeCode.REQUEUED, reason=f"its node was lost ({message}); placing it again"),
+                event="requeued", detail=message)
 
     def _out_of_memory(self, record: JobRecord, message: str, now: float) -> None:
         """Keep the GPU the run ran out of memory on, then put the job back to pending: the next round places it
@@ -318,9 +324,10 @@ class Reconciler:
         self.store.record_memory_peak(MemoryPeak(record.id, record.team, record.name, facts, gpu, memory, None, True,
                                                  now), record.attempt)
         on = f"{gpu} ({memory:g} GB per GPU)" if gpu and memory else (gpu or "its GPU")
-        self.store.update_job(record.id, now, event="out-of-memory", detail=brief(message), state=JobState.PENDING,
-                              handle=None, nodes=(), target=None, tier=None, reason_code=OUT_OF_MEMORY,
-                              reason=f"ran out of GPU memory on {on}; placing it again on a GPU with more memory")
+        self.store.update_job(record.id, now, JobChange(
+            state=JobState.PENDING, handle=None, nodes=(), target=None, tier=None, reason_code=OUT_OF_MEMORY,
+            reason=f"ran out of GPU memory on {on}; placing it again on a GPU with more memory"),
+            event="out-of-memory", detail=brief(message))
 
 
 def brief(message: str, lines: int = 3, limit: int = 400) -> str:
@@ -344,9 +351,9 @@ def _placement(decision: Decision) -> Placement:
     return Placement(**fields)
 
 
-def _placed_fields(placement: Placement, attempt: int, state: JobState, handle: str | None) -> dict:
-    return {"state": state, "attempt": attempt, "tier": placement.tier.value, "target": placement.target,
-            "offer_id": placement.offer_id, "handle": handle, "nodes": placement.nodes,
-            "gpus": placement.gpus_per_node, "cpus": placement.cpus_per_node,
-            "memory_gb": placement.memory_gb_per_node, "rate_per_hour": placement.rate_per_hour,
-            "reason_code": None, "reason": None}
+def _placed_fields(placement: Placement, attempt: int, state: JobState, handle: str | None) -> JobChange:
+    return JobChange(state=state, attempt=attempt, tier=placement.tier, target=placement.target,
+                     offer_id=placement.offer_id, handle=handle, nodes=placement.nodes,
+                     gpus=placement.gpus_per_node, cpus=placement.cpus_per_node,
+                     memory_gb=placement.memory_gb_per_node, rate_per_hour=placement.rate_per_hour,
+                     reason_code=None, reason=None)

@@ -25,7 +25,7 @@ from clouds.catalog import default_catalog_dirs, load_catalogs
 from clouds.energy import grid_intensity, power_curves, pue
 from clouds.gpus import canonical_gpu, gpu_memory_gb
 from clouds.inventory import load_inventory
-from clouds.telemetry import GpuSample, ProcessSample
+from clouds.telemetry_samples import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
 from placement.model import DurationRatio, Job, Offer, Plan, ReasonCode, Running, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
@@ -43,7 +43,7 @@ from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
 from placement.spec import check_envs_set, duration_hours, launch_name, spec_from_data, to_job, to_jobs
 from placement.yamlio import ConfigError
-from placement.store import (ACTIVE, Compaction, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
+from placement.store import (ACTIVE, Compaction, JobChange, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
                              ServiceRecord, Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
 
@@ -321,8 +321,8 @@ class Engine:
                 held[1] += record.cpus or 0.0
                 held[2] += record.memory_gb or 0.0
             if record.tier:
-                pool = record.target.split("/")[0] if record.tier == Tier.PRIVATE.value and record.target else None
-                running.append(Running(job_id=record.id, team=record.team, tier=Tier(record.tier),
+                pool = record.target.split("/")[0] if record.tier is Tier.PRIVATE and record.target else None
+                running.append(Running(job_id=record.id, team=record.team, tier=record.tier,
                                        offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
                                            len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
                                        pool=pool, **_forecast_facts(record, now, self._offers_by_id)))
@@ -384,8 +384,9 @@ class Engine:
         """A pipeline task after a failed one never runs: it fails, naming the task that failed."""
         for job_id, reason in plan.queued:
             if reason.code is ReasonCode.PREDECESSOR_FAILED:
-                self.store.update_job(job_id, now, event="failed", detail=reason.message, state=JobState.FAILED,
-                                      finished_at=now, reason_code=reason.code.value, reason=reason.message)
+                self.store.update_job(job_id, now, JobChange(state=JobState.FAILED, finished_at=now,
+                                                             reason_code=reason.code, reason=reason.message),
+                                      event="failed", detail=reason.message)
 
     def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
                 downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
@@ -393,8 +394,8 @@ class Engine:
         spend: dict[str, float] = defaultdict(float)
         for record in self.store.jobs(states=ACTIVE):
             if record.tier:
-                gpus[(record.tier, record.team)] += (record.gpus or 0.0) * max(len(record.nodes), 1)
-                if record.tier != Tier.ONPREM.value:
+                gpus[(record.tier.value, record.team)] += (record.gpus or 0.0) * max(len(record.nodes), 1)
+                if record.tier is not Tier.ONPREM:
                     spend["global"] += record.rate_per_hour or 0.0
                     spend[record.team] += record.rate_per_hour or 0.0
         return RoundReport(
@@ -504,7 +505,7 @@ class Engine:
 
     def logs(self, job_id: str) -> str:
         record = self._record(job_id)
-        if record.tier != Tier.ONPREM.value or not record.handle:
+        if record.tier is not Tier.ONPREM or not record.handle:
             raise ValueError(f"{job_id} has no on-prem run to show logs of (state {record.state.value}, "
                              f"tier {record.tier or '-'})")
         return self.providers[Tier.ONPREM].logs(record.handle)
@@ -617,7 +618,7 @@ class Engine:
             grid_intensity(provider, launch.get("region")).gco2_per_kwh
         gpu_type = canonical_gpu(launch["gpu"]) if launch.get("gpu") else None
         end = (record.finished_at or record.updated_at) if record.state.terminal else None
-        if record.tier == Tier.ONPREM.value and record.nodes:
+        if record.tier is Tier.ONPREM and record.nodes:
             nodes = list(record.nodes)
             handles = [record.handle] if len(nodes) == 1 else [f"{record.handle}@{n}" for n in nodes]
             gpus = record.gpus or 0.0
@@ -779,7 +780,7 @@ def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> 
     offer = offers.get(record.offer_id or "")
     restartable = bool(placement.get("migratable") or placement.get("spot_ok")
                        or (record.spec.get("resources") or {}).get("use_spot"))
-    return {"name": record.name, "nodes": record.nodes if record.tier == Tier.ONPREM.value else (),
+    return {"name": record.name, "nodes": record.nodes if record.tier is Tier.ONPREM else (),
             "per_node": (record.gpus or 0.0, record.cpus or 0.0, record.memory_gb or 0.0),
             "elapsed_hours": max(now - started, 0.0) / 3600.0, "expected_hours": expected,
             "priority": record.priority, "gpu": offer.gpu if offer is not None else None,

@@ -16,7 +16,7 @@ import pytest
 from placement.caps import CapGuard
 from placement.model import Tier
 from placement.solve.downscale import RunningWork, WorkKind
-from placement.store import JobState, NewJob, NewService, Store
+from placement.store import JobChange, JobState, NewJob, NewService, Store
 from policies import load_policy
 from tests.solver_fixtures import PRIORITY_RATE, public
 
@@ -35,9 +35,10 @@ def store(tmp_path: Path):
 
 def started(store: Store, job_id: str, *, offer_id: str, gpus: float, cpus: float, nodes: tuple[str, ...] = (),
             rate: float, tier: str = "public", ran_hours: float = 0.5) -> None:
-    store.update_job(job_id, NOW, event="running", state=JobState.RUNNING, attempt=1, tier=tier, target="x",
-                     offer_id=offer_id, handle=f"{job_id}-a1", nodes=nodes, gpus=gpus, cpus=cpus, memory_gb=8.0,
-                     rate_per_hour=rate, started_at=NOW - ran_hours * 3600)
+    store.update_job(job_id, NOW, JobChange(state=JobState.RUNNING, attempt=1, tier=Tier(tier), target="x",
+                                            offer_id=offer_id, handle=f"{job_id}-a1", nodes=nodes, gpus=gpus,
+                                            cpus=cpus, memory_gb=8.0, rate_per_hour=rate,
+                                            started_at=NOW - ran_hours * 3600), event="running")
 
 
 def batch(store: Store, name: str, priority: str, placement: dict) -> str:
@@ -94,7 +95,7 @@ def test_ended_work_is_neither_weighed_nor_repriced(store):
     policy = load_policy("balanced")
     job_id = batch(store, "train", "high", {"expected_hours": 2})
     started(store, job_id, offer_id=ON_DEMAND.id, gpus=8, cpus=16, rate=32.0)
-    store.update_job(job_id, NOW, event="succeeded", state=JobState.SUCCEEDED, finished_at=NOW)
+    store.update_job(job_id, NOW, JobChange(state=JobState.SUCCEEDED, finished_at=NOW), event="succeeded")
     dearer = dataclasses.replace(ON_DEMAND, price_per_hour=64.0)
     guard = CapGuard(store, {dearer.id: dearer})
     assert guard.running_work(policy, NOW) == []
@@ -108,7 +109,7 @@ def test_repricing_a_share_of_a_shared_machine_counts_its_gpus_cpus_and_nodes(st
 
     pool = private("pool-a", price=40.0)
     gang = batch(store, "gang", "normal", {})
-    store.update_job(gang, NOW, event="x", spec={"name": "gang", "num_nodes": 2})
+    store.update_job(gang, NOW, JobChange(spec={"name": "gang", "num_nodes": 2}), event="x")
     started(store, gang, offer_id=pool.id, gpus=4, cpus=8, rate=20.0, tier="private")
     etl = batch(store, "etl", "low", {})
     started(store, etl, offer_id=pool.id, gpus=0, cpus=24, rate=5.0, tier="private")

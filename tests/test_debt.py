@@ -10,7 +10,7 @@ import matplotlib.image
 import pytest
 from pydantic import ValidationError
 
-from clouds.telemetry import GpuSample, ProcessSample
+from clouds.telemetry_samples import GpuSample, ProcessSample
 from placement.debt import (Allocation, DebtSettings, FlagKind, PowerCurve, Usage, UsageSeries, account,
                             smaller_gpu, usage_series)
 from placement.debt_plot import plot_allocation_vs_utilization

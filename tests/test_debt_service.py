@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 import placement.cli as cli
 from clouds.energy import grid_intensity, pue
-from clouds.telemetry import AgentStatus, Batch, GpuSample, ProcessSample
+from clouds.telemetry_samples import AgentStatus, Batch, GpuSample, ProcessSample
+from placement.model import Tier
 from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
-from placement.store import Intent, JobState, NewJob, Store
+from placement.store import Intent, JobChange, JobState, NewJob, Store
 
 GIB = 1024 ** 3
 HOUR = 3600.0
@@ -36,12 +37,12 @@ def ran(engine: Engine, name: str, team: str, *, tier: str, nodes: tuple[str, ..
     handle = f"{name}-h"
     payload = {"tier": tier, "provider": provider, "gpu": gpu, "gpus_per_node": gpus, "num_nodes": max(len(nodes), 1),
                "region": region, "nodes": list(nodes)}
-    engine.store.record_decisions([Intent(job_id, 1, "launch", handle, payload, {
-        "state": JobState.LAUNCHING, "attempt": 1, "tier": tier, "target": "/".join(nodes) or "p5.48xlarge",
-        "handle": handle, "nodes": nodes, "gpus": gpus, "rate_per_hour": rate}, status="done")], start)
-    engine.store.update_job(job_id, start, event="running", state=JobState.RUNNING, started_at=start)
+    engine.store.record_decisions([Intent(job_id, 1, "launch", handle, payload, JobChange(
+        state=JobState.LAUNCHING, attempt=1, tier=Tier(tier), target="/".join(nodes) or "p5.48xlarge", handle=handle,
+        nodes=nodes, gpus=gpus, rate_per_hour=rate), status="done")], start)
+    engine.store.update_job(job_id, start, JobChange(state=JobState.RUNNING, started_at=start), event="running")
     if end is not None:
-        engine.store.update_job(job_id, end, event="finished", state=JobState.SUCCEEDED, finished_at=end)
+        engine.store.update_job(job_id, end, JobChange(state=JobState.SUCCEEDED, finished_at=end), event="finished")
     return job_id
 
 
@@ -216,7 +217,8 @@ def test_status_reads_running_jobs_from_their_checkpoints_and_the_samples_since(
 def test_a_finished_jobs_figures_are_its_checkpoint_and_what_came_after(history) -> None:
     engine, ids = history
     engine.checkpoint_usage(NOW)
-    engine.store.update_job(ids["b"], NOW + 600, event="succeeded", state=JobState.SUCCEEDED, finished_at=NOW + 600)
+    engine.store.update_job(ids["b"], NOW + 600, JobChange(state=JobState.SUCCEEDED,
+                                                           finished_at=NOW + 600), event="succeeded")
     b = engine.store.job(ids["b"])
     whole = engine._debt_report([b], b.started_at, NOW + 600)[0].total  # every sample read
     engine.assess_finished(NOW + 600)

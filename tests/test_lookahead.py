@@ -20,7 +20,7 @@ from placement.service import Engine, ServiceConfig
 from placement.sim import SimulatedCloud
 from placement.solve import solve
 from placement.solve.forecast import FinishedRun, Forecast, learn_ratios, remaining_hours, Ratios
-from placement.store import JobState, Store
+from placement.store import JobChange, JobState, Store
 from tests.solver_fixtures import builtin_policy, check_plan, job, onprem, public, snapshot
 
 POLICY = builtin_policy("balanced")
@@ -83,7 +83,8 @@ def test_the_store_gives_the_finished_runs_that_teach_the_ratios(tmp_path: Path)
                           for i in range(3)], 0.0, "b")
     for job_id, (state, hours) in zip(ids, [(JobState.SUCCEEDED, 1.0), (JobState.SUCCEEDED, 3.0),
                                             (JobState.FAILED, 0.1)]):
-        store.update_job(job_id, 100.0, event="x", state=state, started_at=100.0, finished_at=100.0 + hours * 3600)
+        store.update_job(job_id, 100.0, JobChange(state=state, started_at=100.0,
+                                                  finished_at=100.0 + hours * 3600), event="x")
     runs = store.finished_runs()
     assert sorted(runs) == [("ml", "train", 2.0, 1.0), ("ml", "train", 2.0, 3.0)]  # the failed run says nothing
 

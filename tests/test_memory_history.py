@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from clouds.base import LaunchRequest, Observation, WorkStatus
-from clouds.telemetry import Batch
+from clouds.telemetry_samples import Batch
 from placement.memory_estimate import ModelFacts, estimate
 from placement.memory_history import MemoryPeak, facts_key, ran_out_of_memory, remember
 from placement.model import Demand, Job, Offer, Tier
 from placement.service import Engine, ServiceConfig
-from placement.store import Intent, JobState, NewJob
+from placement.store import Intent, JobChange, JobState, NewJob
 from tests.test_debt_service import GIB, HOUR, NOW, T0, gpu_samples, process_samples
 
 RESNET = {"model": "resnet50", "precision": "bf16", "optimizer": "sgd_momentum", "batch_size": 512}
@@ -120,12 +120,13 @@ def measured_run(engine: Engine, data: dict, peak_gib: float) -> str:
                                              f"{data['name']}.yaml")], T0, batch="measured")
     handle = f"{job_id}-h"
     engine.store.record_decisions([Intent(job_id, 1, "launch", handle, {
-        "tier": "onprem", "provider": "onprem", "gpu": "A100-80GB", "nodes": ["a100-0"]}, {
-        "state": JobState.RUNNING, "attempt": 1, "tier": "onprem", "target": "a100-0", "handle": handle,
-        "nodes": ("a100-0",), "gpus": 1, "rate_per_hour": 4.0, "started_at": T0}, status="done")], T0)
+        "tier": "onprem", "provider": "onprem", "gpu": "A100-80GB", "nodes": ["a100-0"]}, JobChange(
+        state=JobState.RUNNING, attempt=1, tier=Tier.ONPREM, target="a100-0", handle=handle, nodes=("a100-0",), gpus=1,
+        rate_per_hour=4.0, started_at=T0), status="done")], T0)
     engine.store.add_telemetry(Batch(tuple(gpu_samples("a100-0", 0, lambda t: (85.0, 300.0))),
                                      tuple(process_samples("a100-0", 0, 7, handle, T0, T0 + HOUR, peak_gib)), 0))
-    engine.store.update_job(job_id, T0 + HOUR, event="succeeded", state=JobState.SUCCEEDED, finished_at=T0 + HOUR)
+    engine.store.update_job(job_id, T0 + HOUR, JobChange(state=JobState.SUCCEEDED,
+                                                         finished_at=T0 + HOUR), event="succeeded")
     return job_id
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from placement.client import documents_of
 from placement.service import Engine, ServiceConfig
 from placement.spec import load_specs
-from placement.store import JobState
+from placement.store import JobChange, JobState
 
 PIPELINE = """\
 name: pipe
@@ -61,7 +61,7 @@ def test_a_pipeline_runs_each_task_after_the_one_before_succeeded(tmp_path):
     assert states(eng, ids) == [("planned", None), ("pending", "WaitingForPredecessor"),
                                 ("pending", "WaitingForPredecessor")]
     assert train in eng.store.job(evaluate).reason
-    eng.store.update_job(train, 1_000_000.0, event="succeeded", state=JobState.SUCCEEDED)
+    eng.store.update_job(train, 1_000_000.0, JobChange(state=JobState.SUCCEEDED), event="succeeded")
     eng.round()
     assert states(eng, ids)[1:] == [("planned", None), ("pending", "WaitingForPredecessor")]
 
@@ -70,7 +70,7 @@ def test_when_a_task_fails_the_rest_of_its_pipeline_fails(tmp_path):
     eng = engine(tmp_path)
     train, evaluate, report = ids = submit(eng, tmp_path, PIPELINE)
     eng.round()
-    eng.store.update_job(train, 1_000_000.0, event="failed", state=JobState.FAILED)
+    eng.store.update_job(train, 1_000_000.0, JobChange(state=JobState.FAILED), event="failed")
     eng.round()
     assert states(eng, ids)[1:] == [("failed", "PredecessorFailed"), ("failed", "PredecessorFailed")]
     assert train in eng.store.job(report).reason

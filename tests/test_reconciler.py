@@ -16,7 +16,7 @@ from clouds.base import LaunchRequest, Observation, WorkStatus
 from placement.model import Tier
 from placement.reconciler import Reconciler
 from placement.solve.downscale import ActionKind, DownscaleAction
-from placement.store import JobState, NewJob, Store
+from placement.store import JobChange, JobState, NewJob, Store
 
 NOW = 1_000_000.0
 
@@ -68,9 +68,9 @@ def running_job(store: Store, name: str = "train", rate: float = 32.0) -> str:
     """A job running on the public tier under handle `<id>-a1`."""
     (job_id,) = store.add_jobs([NewJob(name, name, "ml", "low", {"name": name, "resources": {"use_spot": False}},
                                        "train.yaml#1")], NOW, batch=name)
-    store.update_job(job_id, NOW, event="running", state=JobState.RUNNING, attempt=1, tier="public", target="p4d",
-                     offer_id="aws/us-east-1/p4d/on-demand", handle=f"{job_id}-a1", rate_per_hour=rate,
-                     started_at=NOW)
+    store.update_job(job_id, NOW, JobChange(state=JobState.RUNNING, attempt=1, tier=Tier.PUBLIC, target="p4d",
+                                            offer_id="aws/us-east-1/p4d/on-demand", handle=f"{job_id}-a1",
+                                            rate_per_hour=rate, started_at=NOW), event="running")
     return job_id
 
 
@@ -131,7 +131,7 @@ def test_a_service_killed_while_stopping_finishes_the_recorded_stop_once(store):
 
 def test_work_that_is_not_running_is_not_stopped(store):
     job_id = running_job(store)
-    store.update_job(job_id, NOW, event="succeeded", state=JobState.SUCCEEDED, finished_at=NOW)
+    store.update_job(job_id, NOW, JobChange(state=JobState.SUCCEEDED, finished_at=NOW), event="succeeded")
     provider = StoreReadingProvider(store)
     Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW).downscale([action(job_id, ActionKind.STOP)])
     assert provider.seen == [] and store.decisions(job_id) == []
@@ -155,14 +155,14 @@ class ObservedProvider(StoreReadingProvider):
 
 def launching_job(store: Store, name: str) -> str:
     job_id = running_job(store, name)
-    store.update_job(job_id, NOW, event="launching", state=JobState.LAUNCHING, started_at=None)
+    store.update_job(job_id, NOW, JobChange(state=JobState.LAUNCHING, started_at=None), event="launching")
     return job_id
 
 
 def test_observed_statuses_become_job_states_with_their_reasons(store):
     starts, done, broke, lost = (launching_job(store, n) for n in ("starts", "done", "broke", "lost"))
     for job_id in (done, broke, lost):
-        store.update_job(job_id, NOW, event="running", state=JobState.RUNNING, started_at=NOW)
+        store.update_job(job_id, NOW, JobChange(state=JobState.RUNNING, started_at=NOW), event="running")
     log = "Traceback (most recent call last):\n" + "\n".join(f"  frame {i}" for i in range(10)) + "\nOOM: killed"
     provider = ObservedProvider(store, {f"{starts}-a1": Observation(WorkStatus.RUNNING, "up"),
                                         f"{done}-a1": Observation(WorkStatus.SUCCEEDED, "exit 0"),

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from clouds.telemetry import Batch
+from clouds.telemetry_samples import Batch
 from placement.debt import DebtSettings, FlagKind, Recommendation
-from placement.model import Demand, Job
+from placement.model import Demand, Job, Tier
 from placement.rightsizing import SKY_DEFAULT_CPUS, SimilarJobFlag, rightsize, shape
 from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
-from placement.store import Intent, JobState, NewJob
+from placement.store import Intent, JobChange, JobState, NewJob
 from tests.test_debt_service import GIB, HOUR, NOW, T0, gpu_samples, process_samples
 
 SETTINGS = DebtSettings()
@@ -141,13 +141,13 @@ def run_of_train_a(engine: Engine, node: str, end: float, peak_gib: float,
                                              "train-a.yaml")], T0, batch=f"{node}-{end}")
     handle = f"{job_id}-h"
     engine.store.record_decisions([Intent(job_id, 1, "launch", handle, {
-        "tier": "onprem", "provider": "onprem", "gpu": "A100-80GB", "nodes": [node]}, {
-        "state": JobState.RUNNING, "attempt": 1, "tier": "onprem", "target": node, "handle": handle,
-        "nodes": (node,), "gpus": 1, "rate_per_hour": 4.0, "started_at": T0}, status="done")], T0)
+        "tier": "onprem", "provider": "onprem", "gpu": "A100-80GB", "nodes": [node]}, JobChange(
+        state=JobState.RUNNING, attempt=1, tier=Tier.ONPREM, target=node, handle=handle, nodes=(node,), gpus=1,
+        rate_per_hour=4.0, started_at=T0), status="done")], T0)
     engine.store.add_telemetry(Batch(tuple(gpu_samples(node, 0, lambda t: (85.0, 300.0))),
                                      tuple(process_samples(node, 0, 7, handle, T0, end, peak_gib)), 0))
     if end_state is not None:
-        engine.store.update_job(job_id, end, event=end_state.value, state=end_state, finished_at=end)
+        engine.store.update_job(job_id, end, JobChange(state=end_state, finished_at=end), event=end_state.value)
     return job_id
 
 
@@ -227,7 +227,8 @@ def test_a_run_checkpointed_midway_is_flagged_as_a_whole(tmp_path) -> None:
     engine = engine_with(tmp_path, apply=True)
     job_id = run_of_train_a(engine, "a100-0", T0 + HOUR, 15, end_state=None)
     assert engine.checkpoint_usage(T0 + 40 * 60 + SAMPLE_LAG_S) == 1
-    engine.store.update_job(job_id, T0 + HOUR, event="succeeded", state=JobState.SUCCEEDED, finished_at=T0 + HOUR)
+    engine.store.update_job(job_id, T0 + HOUR, JobChange(state=JobState.SUCCEEDED,
+                                                         finished_at=T0 + HOUR), event="succeeded")
     engine.assess_finished(NOW)
     [flag] = engine.store.recommendations()[("vision", "train-a")]
     assert (flag.job_id, flag.recommendation.gpu_type, flag.peak_mem_bytes) == (job_id, "L4", 15 * GIB)

@@ -10,7 +10,7 @@ import pytest
 
 from placement.auth import AuthError, _refresh_ray_config, ensure_token
 from placement.secrets import Sealer, SecretError, is_secret_name, mark_secret, sky_env, split_env, unknown_names
-from placement.store import NewJob, Store, StoreError
+from placement.store import JobChange, NewJob, Store, StoreError
 
 
 def test_secret_names_by_default_and_by_declaration():
@@ -40,7 +40,7 @@ def test_the_store_keeps_secret_values_sealed_on_disk(tmp_path):
     store = Store(tmp_path / "p.db")
     [job_id] = store.add_jobs([NewJob(id="s", name="s", team="t", priority="normal", spec=spec, source="s.yaml#1")],
                               now=1.0, batch="b")
-    store.update_job(job_id, 2.0, event="respec", spec={**spec, "resources": {"use_spot": True}})
+    store.update_job(job_id, 2.0, JobChange(spec={**spec, "resources": {"use_spot": True}}), event="respec")
     assert store.job(job_id).spec["envs"]["HF_TOKEN"] == token and store.job(job_id).spec["secrets"]["CRED"] == cred
     on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("p.db") and p.is_file())
     assert b"EPOCHS" in on_disk  # the spec is there: the check below looks at the right bytes

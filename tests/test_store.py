@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from placement.store import JobState, NewJob, Store
+from placement.store import JobChange, JobState, NewJob, Store
 
 
 def new(name: str, team: str = "nlp") -> NewJob:
@@ -38,7 +38,7 @@ def test_a_decision_and_the_jobs_new_state_are_written_together(tmp_path):
     store = Store(tmp_path / "p.db")
     [job_id] = store.add_jobs([new("a")], now=1.0, batch="b")
     seq = store.record_decision(job_id, 1, "launch", "a-1-a1-x", {"tier": "onprem", "target": "n1"}, 2.0,
-                                {"state": JobState.LAUNCHING, "attempt": 1, "handle": "a-1-a1-x", "nodes": ("n1",)})
+                                JobChange(state=JobState.LAUNCHING, attempt=1, handle="a-1-a1-x", nodes=("n1",)))
     job = store.job(job_id)
     assert job.state is JobState.LAUNCHING and job.handle == "a-1-a1-x" and job.nodes == ("n1",)
     assert [d.seq for d in store.open_decisions()] == [seq]
@@ -50,8 +50,12 @@ def test_a_decision_and_the_jobs_new_state_are_written_together(tmp_path):
 def test_a_failed_transaction_changes_nothing(tmp_path):
     store = Store(tmp_path / "p.db")
     [job_id] = store.add_jobs([new("a")], now=1.0, batch="b")
+    # The job's update fails after its decision was inserted (a column gone under the store's feet).
+    other = sqlite3.connect(tmp_path / "p.db")
+    other.execute("ALTER TABLE jobs RENAME COLUMN handle TO handle_gone")
     with pytest.raises(sqlite3.OperationalError):
-        store.record_decision(job_id, 1, "launch", "h", {}, 2.0, {"no_such_column": 1})
+        store.record_decision(job_id, 1, "launch", "h", {}, 2.0, JobChange(state=JobState.LAUNCHING, handle="h"))
+    other.execute("ALTER TABLE jobs RENAME COLUMN handle_gone TO handle")
     assert store.open_decisions() == [] and store.job(job_id).state is JobState.PENDING
 
 
@@ -70,7 +74,7 @@ def test_each_store_has_its_own_identity(tmp_path):
 
 
 def test_a_store_from_before_debt_bookkeeping_gains_its_tables(tmp_path):
-    from clouds.telemetry import Batch, GpuSample
+    from clouds.telemetry_samples import Batch, GpuSample
     from placement.debt import FlagKind, Recommendation
     from placement.rightsizing import SimilarJobFlag
     from placement.store import JobUsageRecord

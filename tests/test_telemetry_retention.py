@@ -17,8 +17,9 @@ import pytest
 
 from clouds.telemetry import HANDLE_ENV, Batch, GpuSample, NvmlSampler, ProcessSample
 from placement.debt import Allocation, GpuMinute, account, fold_minutes
+from placement.model import Tier
 from placement.service import COMPACTION_INTERVAL_S, Engine, ServiceConfig
-from placement.store import Intent, JobState, NewJob, Store
+from placement.store import Intent, JobChange, JobState, NewJob, Store
 from tests.test_telemetry import DEVICE_JSON, HANDLE, FakeNvml, attributor_for, h100_rows
 
 HOUR, DAY = 3600.0, 86400.0
@@ -125,11 +126,11 @@ def launched(store: Store, name: str, node: str, gpus: int, start: float, end: f
     [job_id] = store.add_jobs([NewJob(name, name, team, "normal", {"name": name}, f"{name}.yaml")], start, name)
     store.record_decisions([Intent(job_id, 1, "launch", f"{name}-h", {"tier": "onprem", "provider": "onprem",
                                                                         "gpu": "A100-80GB", "nodes": [node]},
-                                   {"state": JobState.RUNNING, "attempt": 1, "tier": "onprem", "target": node,
-                                    "handle": f"{name}-h", "nodes": (node,), "gpus": gpus, "rate_per_hour": rate,
-                                    "started_at": start}, status="done")], start)
+                                   JobChange(state=JobState.RUNNING, attempt=1, tier=Tier.ONPREM, target=node,
+                                             handle=f"{name}-h", nodes=(node,), gpus=gpus, rate_per_hour=rate,
+                                             started_at=start), status="done")], start)
     if end is not None:
-        store.update_job(job_id, end, event="succeeded", state=JobState.SUCCEEDED, finished_at=end)
+        store.update_job(job_id, end, JobChange(state=JobState.SUCCEEDED, finished_at=end), event="succeeded")
     return job_id
 
 
