@@ -354,7 +354,7 @@ class Engine:
         notes = _burst_notes(result)
         if notes:
             self.store.add_events(notes, now)
-        self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in result.plan.queued}, now)
+        self.store.set_pending_reasons({job_id: (r.code, r.message) for job_id, r in result.plan.queued}, now)
         self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
                                                        now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)
                                      for r in result.plan.reservations], now)
