@@ -18,8 +18,7 @@ from pathlib import Path
 from placement.store.assessments import AssessmentTables, JobUsageRecord
 from placement.store.capacity import CapacityTables, StoredReservation
 from placement.store.decisions import Decision, DecisionLog, Intent
-from placement.store.jobs import (ACTIVE, KEEP, JobChange, JobReasonCode, JobRecord, JobState, JobTable, NewJob,
-                                  reason_code_of)
+from placement.store.jobs import ACTIVE, KEEP, JobChange, JobReasonCode, JobRecord, JobState, JobTable, NewJob
 from placement.store.schema import StoreError, open_database
 from placement.store.services import NewService, ServiceRecord, ServiceTable
 from placement.store.spend import SpendLedger
@@ -49,5 +48,5 @@ class Store(JobTable, ServiceTable, DecisionLog, SpendLedger, CapacityTables, As
 __all__ = [
     "ACTIVE", "KEEP", "Compaction", "Decision", "Intent", "JobChange", "JobReasonCode", "JobRecord", "JobState",
     "JobUsageRecord", "NewJob", "NewService", "ServiceRecord", "Store", "StoreError", "StoredReservation",
-    "UsageCheckpoint", "reason_code_of",
+    "UsageCheckpoint",
 ]

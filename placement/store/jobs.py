@@ -12,6 +12,7 @@ from typing import Any
 
 from placement.model import OutcomeCode, ReasonCode, Tier
 from placement.secrets import Sealer
+from placement.store.schema import Database
 from placement.store.services import NewService
 from placement.store.tables import TableGroup
 
@@ -155,7 +156,7 @@ _RECORD_CACHE = 20_000  # decoded job rows kept (`JobTable._job_record`)
 class JobTable(TableGroup):
     """The jobs table and its event log."""
 
-    def __init__(self, database):
+    def __init__(self, database: Database):
         super().__init__(database)
         self._records: dict[tuple, JobRecord] = {}  # row -> its decoded record (`_job_record`)
 
