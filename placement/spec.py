@@ -34,7 +34,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       model_validator)
 
 from clouds.catalog import instance_accelerators
-from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
+from clouds.gpus import GPU_MODELS, canonical_gpu, gpu_sellers, suggest_gpu
 from placement.memory_estimate import BadFact, ModelFacts, estimate
 from placement.model import Demand, Job, Tier
 from placement.sources import check_sources
@@ -1053,9 +1053,11 @@ def _demands(resources: Resources) -> tuple[Demand, ...]:
             # SkyPilot fills a bare instance type's accelerators in from its catalog: p4d.24xlarge is A100:8.
             gpus = instance_accelerators(shape["instance_type"]) if shape["instance_type"] else None
             demands.append(Demand(rank=rank, **shape) if gpus is None else
-                           Demand(accelerator=gpus[0], accelerator_count=gpus[1], rank=rank, **shape))
+                           Demand(accelerator=gpus[0], accelerator_count=gpus[1], rank=rank,
+                                  sellers=gpu_sellers(gpus[0]), **shape))
             continue
         choices, in_order = gpu_choices(gpus_from.accelerator_value)
-        demands += [Demand(accelerator=c.name, accelerator_count=c.count, rank=rank + i if in_order else rank, **shape)
+        demands += [Demand(accelerator=c.name, accelerator_count=c.count, rank=rank + i if in_order else rank,
+                           sellers=gpu_sellers(c.name), **shape)
                     for i, c in enumerate(choices)]
     return tuple(demands)
