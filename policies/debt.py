@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
-from placement.yamlio import Invalid
+from placement.yamlio.errors import Invalid
 
 
 class DebtSettings(BaseModel):

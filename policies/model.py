@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_valid
 from placement.memory_estimate import DEFAULT_MARGIN
 from placement.model import Tier
 from policies.debt import DebtSettings
-from placement.yamlio import Invalid
+from placement.yamlio.errors import Invalid
 
 DEFAULT_PRIORITIES: dict[str, float] = {"low": 0.5, "normal": 2.0, "high": 10.0, "critical": 100.0}
 
