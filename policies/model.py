@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
-from placement.memory_estimate import DEFAULT_MARGIN
+from placement.memory_estimate.facts import DEFAULT_MARGIN
 from placement.model import Tier
 from policies.debt import DebtSettings
 from placement.yamlio.errors import Invalid
