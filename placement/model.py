@@ -53,7 +53,8 @@ class Demand:
     rank: int = 0
     # The clouds whose catalogs sell `accelerator` (TPUs: GCP), found where the name is made canonical, so the
     # core tells a GPU no offer in this snapshot has (NoOfferSellsGpu) from one nobody sells without a catalog.
-    sellers: tuple[str, ...] = ()
+    # A fact about the name, not part of the shape: demands for the same shape are equal whoever sells it.
+    sellers: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

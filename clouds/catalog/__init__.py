@@ -24,9 +24,8 @@ becomes one line in `CatalogLoad.warnings`, grouped per file, instance type and 
   its zone, or in a count GCP does not attach, is skipped.
 """
 
-from clouds.catalog.loading import (SHIPPED_CATALOG_DIR, SKYPILOT_CATALOG_VERSION, CatalogLoad,
-                                    default_catalog_dirs, instance_accelerators, load_catalog_dir, load_catalogs,
-                                    skypilot_catalog_dir)
+from clouds.catalog.loading import (SHIPPED_CATALOG_DIR, SKYPILOT_CATALOG_VERSION, CatalogLoad, default_catalog_dirs,
+                                    instance_accelerators, load_catalog_dir, load_catalogs, skypilot_catalog_dir)
 
 __all__ = ["SHIPPED_CATALOG_DIR", "SKYPILOT_CATALOG_VERSION", "CatalogLoad", "default_catalog_dirs",
            "instance_accelerators", "load_catalog_dir", "load_catalogs", "skypilot_catalog_dir"]

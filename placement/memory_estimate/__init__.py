@@ -51,8 +51,8 @@ from placement.memory_estimate.activations import layer_bytes_per_token, resnet_
 from placement.memory_estimate.calibration import CALIBRATION_CSV, MeasuredPeak, calibrate, read_calibration
 from placement.memory_estimate.estimate import Estimate, estimate
 from placement.memory_estimate.facts import (BYTES_PER_PARAMETER, CALIBRATED, DEFAULT_MARGIN, DEFAULT_VOCAB, GB,
-                                             LOGIT_BYTES, MIB, OPTIMIZER_STATE_BYTES, BadFact, Calibration,
-                                             ModelFacts, shape_of)
+                                             LOGIT_BYTES, MIB, OPTIMIZER_STATE_BYTES, BadFact, Calibration, ModelFacts,
+                                             shape_of)
 
 __all__ = ["BYTES_PER_PARAMETER", "CALIBRATED", "CALIBRATION_CSV", "DEFAULT_MARGIN", "DEFAULT_VOCAB", "GB",
            "LOGIT_BYTES", "MIB", "OPTIMIZER_STATE_BYTES", "BadFact", "Calibration", "Estimate", "MeasuredPeak",

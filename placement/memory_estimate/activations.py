@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from placement.memory_estimate.facts import (CONV_WORKSPACE_MAPS, DEFAULT_BATCH, DEFAULT_IMAGE, DEFAULT_SEQUENCE,
-    INDEX_BYTES, INFERENCE_LOGIT_BYTES, LOGIT_BYTES, MASK_BYTES, ModelFacts)
+                                             INDEX_BYTES, INFERENCE_LOGIT_BYTES, LOGIT_BYTES, MASK_BYTES, ModelFacts)
 from placement.model_shapes import Architecture
 
 

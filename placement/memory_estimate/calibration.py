@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from placement.memory_estimate.estimate import estimate
-from placement.memory_estimate.facts import Calibration, DEFAULT_MARGIN, GB, ModelFacts, UNDER_WEIGHT
+from placement.memory_estimate.facts import DEFAULT_MARGIN, GB, UNDER_WEIGHT, Calibration, ModelFacts
 from placement.model_shapes import architecture
 
 

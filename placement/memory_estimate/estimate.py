@@ -8,9 +8,9 @@ import math
 from dataclasses import dataclass
 
 from placement.memory_estimate.activations import activation_bytes
-from placement.memory_estimate.facts import (BYTES_PER_PARAMETER, CALIBRATED, Calibration, GB, GRADIENT_BYTES,
-    LARGE_TENSOR_BYTES, MASTER_WEIGHT_BYTES, ModelFacts, OPTIMIZER_STATE_BYTES, ROUNDING_WASTE_BYTES,
-    STEP_TEMPORARY_BYTES, shape_of)
+from placement.memory_estimate.facts import (BYTES_PER_PARAMETER, CALIBRATED, GB, GRADIENT_BYTES, LARGE_TENSOR_BYTES,
+                                             MASTER_WEIGHT_BYTES, OPTIMIZER_STATE_BYTES, ROUNDING_WASTE_BYTES,
+                                             STEP_TEMPORARY_BYTES, Calibration, ModelFacts, shape_of)
 from placement.model_shapes import Architecture
 
 

@@ -10,8 +10,7 @@ Validators raise `Invalid` to fill in the parts of such a line; any other pydant
 error is translated (`parse_model`).
 """
 
-from placement.yamlio.errors import (ConfigError, FieldError, FieldPath, Invalid, PathKey, closest, format_path,
-                                     show)
+from placement.yamlio.errors import ConfigError, FieldError, FieldPath, Invalid, PathKey, closest, format_path, show
 from placement.yamlio.loading import (MAX_ALIASES, MAX_DEPTH, MAX_EXPANDED_BYTES, MAX_FILE_BYTES, MAX_NODES, Document,
                                       LimitError, check_data_limits, load_documents)
 from placement.yamlio.validation import parse_model
