@@ -27,7 +27,10 @@ CORE = (
     "policies.model",  # the Policy: a frozen pydantic model
     "policies.debt",  # the policy's `debt:` block
     "placement.yamlio.errors",  # the exceptions a policy's validators raise: values, no YAML read
-    "placement.memory_estimate.facts",  # the estimator's constants (the policy's default memory margin)
+    "placement.chains",  # pipelines and job groups in a round: which jobs wait for which
+    "placement.memory_estimate.facts",  # a model's facts and the estimator's constants (the default memory margin)
+    "placement.memory_estimate.activations",  # arithmetic over the facts: not its calibration, which reads a CSV
+    "placement.memory_estimate.estimate",
 )
 
 # The service, the store, the CLI and the providers: what the core must never import.
