@@ -1,5 +1,6 @@
 """The shape of the code, read from its source (ast; nothing is imported): the pure core imports only the
-core, no project modules import each other in a cycle, and no module is over ~400 lines.
+core and neither I/O nor the clock, the store does not load Ray or SkyPilot, no project modules import each
+other in a cycle, and no module is over ~400 lines.
 
 Every import counts: at module level, inside a function (a late import hides a dependency, it does not
 remove it) and under `TYPE_CHECKING`. An import names the module it reads from (`from placement.solve import
@@ -37,13 +38,15 @@ CORE = (
 OUTER = ("placement.service", "placement.actor", "placement.cluster", "placement.client", "placement.reconciler",
          "placement.store", "placement.cli", "clouds")
 # Modules that reach a process, a file, a socket, a database or the clock: the core decides without them.
-IO_MODULES = frozenset({"ray", "sky", "sqlite3", "os", "sys", "pathlib", "time", "datetime", "io", "shutil",
+# (`datetime` is not among them: turning a given timestamp into a UTC day is arithmetic; reading the clock is
+# checked apart, below.)
+IO_MODULES = frozenset({"ray", "sky", "sqlite3", "os", "sys", "pathlib", "time", "io", "shutil",
                         "subprocess", "socket", "threading", "multiprocessing", "csv", "tempfile", "urllib", "http",
                         "psutil", "pynvml", "yaml"})
 
 # Core imports that are known and accepted, each with why.
 ALLOWED_CORE_IMPORTS = {
-    # The solver's wall-clock safety net; another engineer is replacing wall-clock limits with work limits.
+    # The solver's wall-clock safety net (`time.perf_counter` deadlines), being replaced with work limits (issue 17).
     ("placement.solve.engine", "time"),
     ("placement.solve.repack", "time"),
     # Measures the downscaling solve's seconds for its report; decides nothing. Being given work limits (issue 17).
@@ -57,8 +60,7 @@ ALLOWED_CORE_IMPORTS = {
     # Being fixed (issue 17): downscaling reads the budgets-as-rates of the spend module.
     ("placement.solve.downscale", "placement.spend"),
 }
-# Known wrong-way imports outside the core, being fixed (issue 17): checked by the cycle and layering tests
-# of the engineers fixing them; listed here so that no other one creeps in unseen.
+# Known wrong-way imports outside the core, listed so that no other one creeps in unseen.
 ALLOWED_OUTER_IMPORTS = {
     ("placement.store", "clouds.telemetry"),  # being fixed (issue 17): the store imports Ray through it
 }
@@ -161,6 +163,27 @@ def test_the_core_does_no_io():
     assert wrong == [], "decision code imports Ray, SkyPilot, SQLite, the clock or I/O"
 
 
+def clock_reads(name: str) -> set[str]:
+    """The clock calls a module makes: `time.*` but `perf_counter` (which measures), and `.now()`, `.utcnow()`,
+    `.today()`."""
+    tree = ast.parse(modules()[name].read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "time":
+            found.update(f"time.{a.name}" for a in node.names if a.name != "perf_counter")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "time":
+            if node.attr != "perf_counter":
+                found.add(f"time.{node.attr}")
+        elif isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today"):
+            found.add(f"{ast.unparse(node.value)}.{node.attr}")
+    return found
+
+
+def test_the_core_never_reads_the_clock():
+    # The time is given (`now`); `time.perf_counter` only measures, in the modules allowed `time` above.
+    assert {name: reads for name in core_modules() if (reads := clock_reads(name))} == {}
+
+
 def test_the_store_imports_neither_ray_nor_skypilot():
     # What importing the store loads, directly or through other project modules.
     store = [name for name in modules() if _within(name, ("placement.store",))]
@@ -217,3 +240,4 @@ def test_the_checks_see_the_wrong_way_imports():
     assert imports_of("placement.solve.engine") >= {"placement.model", "placement.solve.milp", "policies.model"}
     assert "placement.spend" in imports_of("placement.solve.downscale")
     assert "clouds.telemetry" in imports_of("placement.store") and "ray" in imports_of("clouds.telemetry")
+    assert clock_reads("placement.solve.engine") == set() and "time.monotonic" in clock_reads("placement.prometheus")
