@@ -6,7 +6,6 @@ from __future__ import annotations
 from clouds.catalog.rows import Gpu, Problems, Row, gpu_subject, make_offer, resolve_gpu, standalone_markets
 from placement.model import Offer
 
-
 # GCP, from SkyPilot 0.14.1 sky/catalog/gcp_catalog.py. Machine types with GPUs built in
 # (_ACC_INSTANCE_TYPE_DICTS): machine type -> (catalog accelerator name, count).
 _GCP_FIXED_HOSTS: dict[str, tuple[str, int]] = {
@@ -23,18 +22,14 @@ _GCP_FIXED_HOSTS: dict[str, tuple[str, int]] = {
     "a4-highgpu-8g": ("B200", 8),
     **{f"g4-standard-{cpus}": ("RTXPRO6000", n) for n, cpus in ((1, 48), (2, 96), (4, 192), (8, 384))},
 }
-
 _GCP_FIXED_GPUS = frozenset(accelerator for accelerator, _ in _GCP_FIXED_HOSTS.values())
-
 # Families of GPU machine types; one not in _GCP_FIXED_HOSTS (a3-edgegpu-8g, *-nolssd) is a
 # GPU machine SkyPilot cannot launch with its GPUs, so it is no CPU offer either.
 _GCP_GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
-
 # Other GPUs attach to N1 hosts (_DEFAULT_HOST_VM_FAMILY): GPU -> count -> largest host
 # (vCPUs, memory GiB) it attaches to (_NUM_ACC_TO_MAX_CPU_AND_MEMORY), and the zones where
 # the limit is lower (check_accelerator_attachable_to_host).
 _GCP_N1_HOSTS = ("n1-standard-", "n1-highmem-", "n1-highcpu-")
-
 _GCP_ATTACHABLE: dict[str, dict[int, tuple[float, float]]] = {
     "K80": {1: (8, 52), 2: (16, 104), 4: (32, 208), 8: (64, 208)},
     "V100": {1: (12, 78), 2: (24, 156), 4: (48, 312), 8: (96, 624)},
@@ -42,7 +37,6 @@ _GCP_ATTACHABLE: dict[str, dict[int, tuple[float, float]]] = {
     "P4": {1: (24, 156), 2: (48, 312), 4: (96, 624)},
     "P100": {1: (16, 104), 2: (32, 208), 4: (96, 624)},
 }
-
 _GCP_ZONE_LIMITS: dict[tuple[str, int, str], tuple[float, float]] = {
     ("K80", 8, "asia-east1-a"): (64, 416),
     ("K80", 8, "us-east1-d"): (64, 416),

@@ -13,9 +13,7 @@ from clouds.catalog.gcp import gcp_offers
 from clouds.catalog.rows import Problems, gpu_subject, make_offer, read_rows, resolve_gpu, standalone_markets
 from placement.model import Offer
 
-
 SHIPPED_CATALOG_DIR = Path(__file__).resolve().parents[2] / "configs" / "catalogs"
-
 SKYPILOT_CATALOG_VERSION = "v8"  # sky.skylet.constants.CATALOG_SCHEMA_VERSION in SkyPilot 0.14.1
 
 

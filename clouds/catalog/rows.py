@@ -16,15 +16,11 @@ from clouds import energy
 from clouds.gpus import canonical_gpu, gpu_memory_gb, gpu_tdp_watts
 from placement.model import Offer, Sharing, Tier
 
-
 _REQUIRED_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB",
                      "Price", "SpotPrice", "Region")
-
 _MAX_GPUS_PER_VM = 16
-
 # GPUs that clouds sell in slices (Azure NVadsA10 v5 and NVv4, AWS g6f): a count below 1 is real.
 _SLICEABLE = frozenset({"A10", "L4", "Radeon MI25"})
-
 # GPU counts a catalog gets wrong, from the providers' size tables.
 _KNOWN_GPU_COUNTS: dict[tuple[str, str], int] = {
     ("azure", "Standard_ND96isr_H100_v5"): 8,
@@ -33,7 +29,6 @@ _KNOWN_GPU_COUNTS: dict[tuple[str, str], int] = {
     ("azure", "Standard_ND96asr_v4"): 8,
     ("azure", "Standard_ND40rs_v2"): 8,
 }
-
 _COUNT_IN_NAME: dict[str, re.Pattern[str]] = {"lambda": re.compile(r"^gpu_(\d+)x_")}
 
 
@@ -70,6 +65,7 @@ class Gpu:
     accelerator: str
     count: float
     memory_gb: float
+
 
 NO_GPU = Gpu(None, "", 0, 0.0)
 

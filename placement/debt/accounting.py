@@ -17,7 +17,6 @@ from policies.debt import DebtSettings
 if TYPE_CHECKING:
     from clouds.telemetry import GpuSample, ProcessSample
 
-
 _J_PER_KWH = 3.6e6
 
 

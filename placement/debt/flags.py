@@ -8,7 +8,6 @@ from clouds.gpus import GPU_MODELS, gpu_memory_gb
 from placement.debt.records import Flag, FlagKind, JobUsage, Recommendation
 from policies.debt import DebtSettings
 
-
 GIB = 1024 ** 3
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-
 # cloud-carbon-footprint's GPU power curve, as a share of full-load watts: every row of
 # configs/energy/gpu_power_curve_aws_instances_ccf.csv has these ratios (K520 ... A100).
 CCF_CURVE_SHAPE = (0.114, 0.3125, 0.7386, 1.0)  # at 0, 10, 50 and 100% utilization
-
 _CURVE_POINTS = (0.0, 0.1, 0.5, 1.0)
 
 

@@ -15,7 +15,6 @@ from placement.debt.records import GpuMinute
 if TYPE_CHECKING:
     from clouds.telemetry import GpuSample
 
-
 _MINUTE = 60.0
 
 

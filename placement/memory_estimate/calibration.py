@@ -12,11 +12,8 @@ from placement.memory_estimate.estimate import estimate
 from placement.memory_estimate.facts import DEFAULT_MARGIN, GB, UNDER_WEIGHT, Calibration, ModelFacts
 from placement.model_shapes import architecture
 
-
 CALIBRATION_IMAGE_SIZE = 224  # the CSV leaves `seq` empty for image models: ImageNet's 224 x 224 crops
-
 CALIBRATION_OPTIMIZERS = {"adamw": "adamw", "adam": "adam", "sgd": "sgd_momentum"}  # the CSV's SGD has momentum
-
 CALIBRATION_CSV = Path(__file__).resolve().parents[2] / "configs" / "telemetry" / \
     "h100_training_memory_calibration.csv"  # a copy of the project's shared telemetry data, shipped with it
 

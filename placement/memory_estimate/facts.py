@@ -12,17 +12,12 @@ from dataclasses import dataclass, replace
 
 from placement.model_shapes import ARCHITECTURES, Architecture, Kind, architecture, normalise
 
-
 GB = 1e9
-
 MIB = 2 ** 20
 
 BYTES_PER_PARAMETER = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
-
 MASTER_WEIGHT_BYTES = 4.0  # fp32 copy of weights stored narrower, for the optimizer step
-
 GRADIENT_BYTES = 4.0
-
 OPTIMIZER_STATE_BYTES = {
     "adam": 8.0, "adamw": 8.0,  # m and v in fp32
     "adafactor": 4.0,  # factored second moment (negligible) plus a first moment, often kept
@@ -30,43 +25,25 @@ OPTIMIZER_STATE_BYTES = {
     "sgd": 0.0,
     "none": 0.0,  # inference
 }
-
 STEP_TEMPORARY_BYTES = {"adam": 4.0, "adamw": 4.0}  # foreach Adam's sqrt(v), every tensor at once
-
 INFERENCE = "none"
-
 ATTENTION = ("sdpa", "eager")
-
 DEFAULT_MARGIN = 0.10  # the policy's default `memory.margin`
-
 UNDER_WEIGHT = 3.0  # calibration: an under-estimate counts three times an over-estimate
 
 HIDDEN_PER_LAYER = 64  # hidden size / layers: GPT-2 small, BERT-base, ViT-B; GPT-2 XL is deeper (33), Llama wider (128)
-
 HEAD_WIDTH = 64  # hidden / heads where the heads are not given
-
 DEFAULT_VOCAB = 128_256  # Llama 3's; GPT-2's is 50,257, Qwen 2's 151,646
-
 DEFAULT_BATCH = 1
-
 DEFAULT_SEQUENCE = 2048
-
 DEFAULT_IMAGE = 224
-
 DEFAULT_CNN = "resnet50"  # what an image model without patch_size or model is taken for
-
 LOGIT_BYTES = 12.0  # per logit of a causal-LM loss: the fp32 logits (or AMP's upcast), log-softmax, its gradient
-
 INFERENCE_LOGIT_BYTES = 4.0  # fp32 logits of a prefill
-
 MASK_BYTES = 1.0  # a dropout mask element
-
 CONV_WORKSPACE_MAPS = 1.0  # cuDNN's convolution workspace, in the batch's largest feature maps
-
 INDEX_BYTES = 8.0  # a max-pool index (int64)
-
 LARGE_TENSOR_BYTES = 10 * MIB  # the caching allocator's kMinLargeAlloc: from here a tensor has its own segment...
-
 ROUNDING_WASTE_BYTES = 1 * MIB  # ...rounded up to 2 MiB (kRoundLarge): 1 MiB lost on average
 
 
@@ -78,6 +55,7 @@ class Calibration:
 
     cuda_context_gb: float  # what NVML counts beyond the allocator's reservation
     reserve_share: float  # cached-but-free bytes per byte of activations (fragmentation)
+
 
 # Calibrated by `calibrate()` on configs/telemetry/h100_training_memory_calibration.csv (8 rows: GPT-2 124M with
 # AdamW, ResNet-50 with SGD+momentum, fp32 and bf16, on an H100 80GB HBM3), at the default margin;

@@ -15,13 +15,10 @@ from clouds.gpus import GPU_MODELS, canonical_gpu, suggest_gpu
 from placement.spec.values import is_number
 from placement.yamlio import Invalid, show
 
-
 _ACCEL_VALID = ("a GPU name such as A100, A100-80GB, H100, L4, T4 with an optional :count (A100:8), "
                 "a mapping {A100: 8, H100: 8} (any of), a list ['H100:8', 'A100:8'] (in order of preference) "
                 "or a memory size such as 80GB+:8")
-
 _COUNT_VALID = "a whole number of GPUs (1, 2, 8, ...) or a fraction below 1 to share one GPU (e.g. T4:0.5)"
-
 _GPU_MEMORY = re.compile(r"(\d+)([GgMmTt])[Bb](\+?)")
 
 
@@ -110,6 +107,7 @@ def _gpus_by_memory(parts: list[str], given: str, path: tuple) -> tuple[list[str
 def _check_accelerators(value: Any) -> Any:
     gpu_choices(value)
     return value
+
 
 Accelerators = Annotated[Any, AfterValidator(_check_accelerators), WithJsonSchema({
     "anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": ["number", "null"]}},

@@ -12,11 +12,9 @@ from typing import Any
 from placement.spec.job import JobSpec, LoadedSpec
 from placement.yamlio import ConfigError, FieldError
 
-
 # sky/task.py `_fill_in_env_vars` in SkyPilot 0.14.1: `$VAR` and `${VAR}` in these fields are replaced by the
 # task's envs (and secrets with a value) before the task is read; a name that is not an env stays as written.
 _ENV_VAR = re.compile(r"\$\{?\b([a-zA-Z_][a-zA-Z0-9_]*)\b\}?")
-
 _EXPANDED_FIELDS = ("file_mounts", "service", "workdir", "volumes")
 
 

@@ -62,6 +62,7 @@ def _secret_values(value: Any) -> Any:
         return {str(k): str(v) if isinstance(v, (int, float, bool)) else v for k, v in value.items()}
     return value
 
+
 _ParameterCount = Annotated[float, BeforeValidator(parameter_count), WithJsonSchema(
     {"anyOf": [{"type": "number"}, {"type": "string"}], "description": "a count: 124M, 7B, 1.5B or a number"})]
 

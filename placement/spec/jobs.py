@@ -17,7 +17,6 @@ from placement.spec.job import LoadedSpec
 from placement.spec.resources import ResourceOption, Resources
 from placement.spec.values import cpus_minimum, launch_name, memory_minimum_gb
 
-
 _PIN_FIELDS = frozenset({"infra", "cloud", "region", "zone"})
 
 

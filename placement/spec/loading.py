@@ -25,6 +25,7 @@ class PipelineHeader(StrictModel):
     name: str
     execution: Literal["serial"] | None = None
 
+
 _GROUP_NAME = r"[A-Za-z0-9_-]+"  # dag_utils._load_job_group: alphanumerics, '-' and '_'
 
 

@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from placement.yamlio import Invalid, closest, show
 
-
 DEFAULT_PRIORITY_CLASSES: tuple[str, ...] = ("low", "normal", "high", "critical")
 
 # sky.skylet.constants.ALL_CLOUDS in SkyPilot 0.14.1 (copied: `sky` is slow to import).
@@ -34,20 +33,15 @@ def one_of(*choices: str) -> AfterValidator:
         return value
     return AfterValidator(check)
 
+
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-
 _CPUS_VALID = 'a positive number of vCPUs, or "<number>+" for at least that many (e.g. 8 or "8+")'
-
 _MEMORY_VALID = ('a positive number of GB, optionally with a unit (KB, MB, GB, TB, PB or KiB-style Ki, Mi, Gi, '
                  'Ti, Pi) and "+" for at least (e.g. 32, "64GB", "128+")')
-
 _MEMORY_UNITS_GB = {"kb": 2**-20, "ki": 2**-20, "mb": 2**-10, "mi": 2**-10, "gb": 1, "gi": 1,
                     "tb": 2**10, "ti": 2**10, "pb": 2**20, "pi": 2**20}
-
 _DURATION_HOURS = {"s": 1 / 3600, "m": 1 / 60, "h": 1, "d": 24, "w": 168}
-
 DURATION_VALID = "a number of minutes, or a duration such as 90s, 30m, 2h, 1d or 1h30m"
-
 _PARAMETER_SCALE = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 
 
@@ -108,6 +102,7 @@ def check_idle_time(value: str) -> str:
                       "as 10m, 2h or 1d, or a mapping with idle_minutes/down/wait_for")
     return value
 
+
 _INFRA_VALID = ("cloud[/region[/zone]] such as aws, aws/us-east-1, aws/us-east-1/us-east-1a, gcp/*, */us-east-1, "
                 "or k8s/<context>, ssh/<pool>")
 
@@ -149,31 +144,26 @@ def _check_memory(value: Any) -> Any:
     memory_minimum_gb(value)
     return value
 
+
 # Kept as written (SkyPilot reads them again); checked here, so errors name the file and line.
 Cpus = Annotated[Any, AfterValidator(_check_cpus),
                  WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "description": _CPUS_VALID})]
-
 Memory = Annotated[Any, AfterValidator(_check_memory),
                    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "description": _MEMORY_VALID})]
-
 DiskSize = Annotated[Any, AfterValidator(_check_disk_size),
                      WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]})]
-
 Infra = Annotated[str, AfterValidator(_check_infra)]
-
 ExitCode = Annotated[int, Field(ge=0, le=255)]
+
 
 # A job's id is its name made a launch name, then `-<n>` from the store; its launch handle adds
 # `-a<attempt>-<store uid>` (placement.reconciler.handle_for). That handle is the Ray submission id of an
 # on-prem launch (a file name in Ray's log directory) and the SkyPilot cluster or managed-job name of a
 # cloud launch, so a name may only hold what both take.
 NAME_MAX_LENGTH = 63
-
 # sky.skylet.constants.CLUSTER_NAME_VALID_REGEX in SkyPilot 0.14.1, as check_cluster_name_is_valid applies it.
 SKY_NAME_PATTERN = r"[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?"
-
 LAUNCH_NAME_PATTERN = r"[a-z]([-a-z0-9]*[a-z0-9])?"  # what ids and handles are made of
-
 _NAME_VALID = (f"a letter, then letters, digits, '-', '_' or '.', ending with a letter or digit, at most "
                f"{NAME_MAX_LENGTH} characters (SkyPilot's rule for cluster names; e.g. train-llama-8b)")
 

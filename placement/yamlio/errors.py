@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
 PathKey = str | int
-
 FieldPath = tuple[PathKey, ...]
 
 

@@ -13,9 +13,7 @@ import yaml
 
 from placement.yamlio.errors import ConfigError, FieldError, FieldPath, PathKey, format_path, show
 
-
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-
 _SAFE_VALUES = "plain YAML values: strings, numbers, booleans, null, lists, mappings and !!set"
 
 
@@ -55,19 +53,17 @@ class Document:
         return FieldError(self.file, self.line_of(path), self.number, format_path(path),
                           message, given, valid, suggestion)
 
+
 # --- limits on what a file may make us build ---------------------------------------------
 # Checked while reading (the file's bytes) and while composing (nodes, depth, aliases), before any
 # Python object is built, so a hostile file ("billion laughs", deep nesting, a huge file) is refused
 # in well under a second, wherever its content sits (unknown keys, `config:`, anything).
 MAX_FILE_BYTES = 1024 * 1024  # a file larger than 1 MiB is not read
-
 MAX_DEPTH = 64  # mappings and lists nested deeper than this
-
 MAX_ALIASES = 1_000  # `*name` references in one file
-
 MAX_NODES = 20_000  # values one file expands to, counting each alias as the whole value it repeats
-
 MAX_EXPANDED_BYTES = MAX_FILE_BYTES  # characters of scalars one file expands to, aliases expanded
+
 
 _LIMITS_VALID = (f"a file of at most {MAX_FILE_BYTES:,} bytes, nested at most {MAX_DEPTH} levels deep, with at most "
                  f"{MAX_ALIASES:,} aliases and {MAX_NODES:,} values once aliases are expanded")

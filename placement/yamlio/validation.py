@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 from placement.yamlio.errors import ConfigError, FieldError, FieldPath, Invalid, PathKey, closest, format_path, show
 from placement.yamlio.loading import Document
 
-
 M = TypeVar("M", bound=BaseModel)
 
 _TYPE_WORDS = {
