@@ -22,6 +22,9 @@ becomes one line in `CatalogLoad.warnings`, grouped per file, instance type and 
   machine GCP lists; GPU machine types SkyPilot does not map to their GPUs (a3-edgegpu-8g,
   the -nolssd variants) are skipped, as neither GPU nor CPU offers; a GPU row with no host in
   its zone, or in a count GCP does not attach, is skipped.
+
+The package: `rows` (a row read, checked and made an offer), `gcp` (hosts and GPUs combined),
+`loading` (catalog directories, `load_catalogs`).
 """
 
 from clouds.catalog.loading import (SHIPPED_CATALOG_DIR, SKYPILOT_CATALOG_VERSION, CatalogLoad, default_catalog_dirs,

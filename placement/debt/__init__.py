@@ -33,6 +33,10 @@ utilization and power over them and the largest memory. Accounting reads a row a
 length, so allocated and utilized GPU-hours come out as from the raw samples (a row is placed at its
 first covered instant, so only an allocation starting or ending inside a minute can shift, by less
 than that minute).
+
+The package: `records` (what goes in and out), `power` (power curves), `samples` (holds, per-minute
+folding), `flags` (inefficient jobs, recommendations), `accounting` (`account`, `usage_series`). The settings
+are the policy's (`policies.debt.DebtSettings`).
 """
 
 from placement.debt.accounting import account, usage_series

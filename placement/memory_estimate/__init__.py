@@ -45,6 +45,9 @@ hidden^2 at a fixed hidden/layers ratio, a GELU MLP; without `vocab_size` a larg
 an image model without `patch_size` is taken for a ResNet-50 at its resolution). Each GPU is assumed to
 hold a whole replica (data parallel); sharded training needs less per GPU: give `per_gpu_gb` for it. Sizes
 are decimal GB (10^9 bytes), which errs large against GPU sizes: an "80 GB" H100 holds 85.5e9 bytes.
+
+The package: `facts` (the model's facts, constants, its shape), `activations`, `estimate`, and
+`calibration` (fitting the free constants on measured peaks, read from a CSV).
 """
 
 from placement.memory_estimate.activations import layer_bytes_per_token, resnet_feature_maps

@@ -16,6 +16,9 @@ Two readings differ from SkyPilot on purpose:
 `placement.max_wait` is a duration: a bare number is minutes (as in SkyPilot's
 `autostop`), or a number with units s, m, h, d, w, combinable (`1h30m`). It is
 stored in hours.
+
+The package: `values` (scalars: vCPUs, memory, durations, infra, names), `accelerators`, `resources`,
+`serving` (SkyServe's `service:`), `job` (the spec model), `envs` (`$VAR`s), `loading` (files), `jobs` (to `Job`).
 """
 
 from placement.spec.accelerators import GpuChoice, gpu_choices

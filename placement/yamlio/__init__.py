@@ -8,6 +8,9 @@ one kind of error everywhere, one line each:
 
 Validators raise `Invalid` to fill in the parts of such a line; any other pydantic
 error is translated (`parse_model`).
+
+The package: `errors` (`FieldError`, `ConfigError`, `Invalid`: values the pure core may raise),
+`loading` (safe YAML with lines and limits), `validation` (`parse_model`).
 """
 
 from placement.yamlio.errors import ConfigError, FieldError, FieldPath, Invalid, PathKey, closest, format_path, show
