@@ -241,3 +241,12 @@ def test_the_checks_see_the_wrong_way_imports():
     assert "placement.spend" in imports_of("placement.solve.downscale")
     assert "clouds.telemetry" in imports_of("placement.store") and "ray" in imports_of("clouds.telemetry")
     assert clock_reads("placement.solve.engine") == set() and "time.monotonic" in clock_reads("placement.prometheus")
+
+
+def test_every_allowance_is_still_needed():
+    # An import fixed, or a module split, leaves its allowance behind: remove it from the lists above.
+    stale = sorted(f"{name} -> {target}" for name, target in ALLOWED_CORE_IMPORTS | ALLOWED_OUTER_IMPORTS
+                   | ALLOWED_CYCLE_IMPORTS if name not in modules() or target not in imports_of(name))
+    stale += sorted(path for path in LONG_MODULES_BEING_SPLIT
+                    if not (ROOT / path).is_file() or len((ROOT / path).read_text().splitlines()) <= MAX_LINES)
+    assert stale == []
