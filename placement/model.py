@@ -51,6 +51,10 @@ class Demand:
     use_spot: bool | None = None  # True: spot only, False: on-demand only, None: the job's spot_ok decides
     instance_type: str | None = None
     rank: int = 0
+    # The clouds whose catalogs sell `accelerator` (TPUs: GCP), found where the name is made canonical, so the
+    # core tells a GPU no offer in this snapshot has (NoOfferSellsGpu) from one nobody sells without a catalog.
+    # A fact about the name, not part of the shape: demands for the same shape are equal whoever sells it.
+    sellers: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clouds.gpus import gpu_memory_gb
-from placement.debt import DebtSettings, FlagKind, Recommendation
+from clouds.gpus import gpu_memory_gb, gpu_sellers
+from placement.debt import FlagKind, Recommendation
 from placement.model import Demand, Job
+from policies.debt import DebtSettings
 
 _GIB = 1024 ** 3
 # vCPUs SkyPilot gives a task that asks for none on AWS, GCP and Azure (`_DEFAULT_NUM_VCPUS` of their catalogs):
@@ -97,7 +98,7 @@ def _alternative(job: Job, flag: SimilarJobFlag, settings: DebtSettings, added: 
     floor = None
     if recommendation.gpu_type is None:
         demand = dataclasses.replace(base, accelerator=None, accelerator_count=0,
-                                     cpus=base.cpus or SKY_DEFAULT_CPUS, rank=rank)
+                                     cpus=base.cpus or SKY_DEFAULT_CPUS, rank=rank, sellers=())
     else:
         if flag.peak_mem_bytes is not None:
             floor = flag.peak_mem_bytes * settings.memory_headroom / _GIB
@@ -112,7 +113,8 @@ def _alternative(job: Job, flag: SimilarJobFlag, settings: DebtSettings, added: 
             # Fewer GPUs of the same type: a model sharded over the GPUs it ran on may not fit on fewer.
             return None, None, f"its peak memory ({floor:.1f} GB with headroom) may be one shard of a larger model"
         demand = dataclasses.replace(base, accelerator=recommendation.gpu_type,
-                                     accelerator_count=recommendation.gpus, rank=rank)
+                                     accelerator_count=recommendation.gpus, rank=rank,
+                                     sellers=gpu_sellers(recommendation.gpu_type))
     if any((d.accelerator, d.accelerator_count) == (demand.accelerator, demand.accelerator_count)
            for d in (*job.demands, *added)):
         return None, None, f"{shape(demand)} is already among its demands"

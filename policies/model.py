@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_validator
 
-from placement.debt import DebtSettings
-from placement.memory_estimate import DEFAULT_MARGIN
+from placement.memory_estimate.facts import DEFAULT_MARGIN
 from placement.model import Tier
-from placement.yamlio import Invalid
+from policies.debt import DebtSettings
+from placement.yamlio.errors import Invalid
 
 DEFAULT_PRIORITIES: dict[str, float] = {"low": 0.5, "normal": 2.0, "high": 10.0, "critical": 100.0}
 
@@ -143,7 +143,7 @@ class MemoryPolicy(_Strict):
 
 
 class DebtPolicy(DebtSettings):
-    """When a job counts as inefficient (`placement.debt.DebtSettings`), and what placement does about it."""
+    """When a job counts as inefficient (`policies.debt.DebtSettings`), and what placement does about it."""
 
     apply_recommendations: bool = Field(False, description=(
         "Offer a new submission of a flagged job (same team and name) the shape recommended for its latest "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from clouds.gpus import gpu_sellers
 from placement.model import Demand, Job, Offer, Placement, Plan, Running, Sharing, Snapshot, Tier
 from policies.model import Policy
 
@@ -120,7 +121,7 @@ def job(id: str, *, gpus: float = 8, gpu: str | None = A100, priority: str = "hi
     """A pending job with one demand (`gpus` x `gpu` per node) unless `demands` is given."""
     if demands is None:
         demands = (Demand(accelerator=gpu, accelerator_count=gpus if gpu else 0, cpus=cpus, memory_gb=memory_gb,
-                          use_spot=use_spot),)
+                          use_spot=use_spot, sellers=gpu_sellers(gpu) if gpu else ()),)
     if tiers is not None:
         kw["tiers"] = frozenset(tiers)
     return Job(id=id, name=id, team=team, priority=priority, demands=demands, expected_hours=hours, **kw)

@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from clouds.telemetry_samples import GpuSample, ProcessSample
-from placement.debt import (Allocation, DebtSettings, FlagKind, PowerCurve, Usage, UsageSeries, account,
-                            smaller_gpu, usage_series)
+from placement.debt import (Allocation, FlagKind, PowerCurve, Usage, UsageSeries, account, smaller_gpu,
+                            usage_series)
 from placement.debt_plot import plot_allocation_vs_utilization
+from policies.debt import DebtSettings
 
 GIB = 1024 ** 3
 HOUR = 3600.0

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from clouds.telemetry_samples import Batch
-from placement.debt import DebtSettings, FlagKind, Recommendation
+from placement.debt import FlagKind, Recommendation
 from placement.model import Demand, Job, Tier
 from placement.rightsizing import SKY_DEFAULT_CPUS, SimilarJobFlag, rightsize, shape
 from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
 from placement.store import Intent, JobChange, JobState, NewJob
+from policies.debt import DebtSettings
 from tests.test_debt_service import GIB, HOUR, NOW, T0, gpu_samples, process_samples
 
 SETTINGS = DebtSettings()

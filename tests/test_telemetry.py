@@ -25,7 +25,8 @@ from clouds import energy
 from clouds.telemetry import (HANDLE_ENV, RAY_JOB_CONFIG_ENV, SKYPILOT_CLUSTER_INFO_ENV, NvmlSampler,
                               ProcessAttributor, SamplingAgent, agent_name, start_agent)
 from placement.actor import dashboard_http
-from placement.debt import Allocation, DebtSettings, FlagKind, account
+from placement.debt import Allocation, FlagKind, account
+from policies.debt import DebtSettings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # copies of the shared data, shipped with the project
 SAMPLES_CSV = CONFIGS / "telemetry" / "h100_nvml_samples.csv"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clouds.gpus import gpu_sellers
 from placement.model import Job, Offer, Reason, ReasonCode, Reservation, Sharing, Tier
 from placement.solve.candidates import SignatureOption, fits, job_objective
 from placement.solve.costs import Wait
@@ -26,8 +25,9 @@ def why_infeasible(job: Job, offers: tuple[Offer, ...], blocked: frozenset[str],
                         for d in job.demands)
     with_type = [o for o in offers if not gpus or o.gpu in gpus]
     if not with_type:
-        code = ReasonCode.NO_OFFER_SELLS_GPU if all(map(gpu_sellers, gpus)) else ReasonCode.NO_FEASIBLE_TARGET
-        return Reason(code, "; ".join(_not_sold(gpu) for gpu in gpus), scope=",".join(gpus))
+        sellers = {d.accelerator: d.sellers for d in job.demands if d.accelerator}
+        code = ReasonCode.NO_OFFER_SELLS_GPU if all(sellers.values()) else ReasonCode.NO_FEASIBLE_TARGET
+        return Reason(code, "; ".join(_not_sold(gpu, sellers[gpu]) for gpu in gpus), scope=",".join(gpus))
     needed = job.gpu_memory_needed(policy.memory.margin)
     if needed is not None and gpus:
         if all(o.gpu_memory_gb < needed for o in with_type):
@@ -77,9 +77,8 @@ def why_reserved(reservation: Reservation) -> Reason:
                   f"only work ending before then may use those nodes", scope=reservation.gpu)
 
 
-def _not_sold(gpu: str) -> str:
+def _not_sold(gpu: str, sellers: tuple[str, ...]) -> str:
     """`tpu-v5e-8 is sold only by GCP, and no GCP TPU offer is in the catalogs`."""
-    sellers = gpu_sellers(gpu)
     if not sellers:
         return f"no on-prem node, pool or cloud offers {gpu}"
     kind = "TPU" if gpu.startswith("tpu-") else gpu
