@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from placement.model import Demand, Offer, Tier
 from placement.solve.downscale import (DownscalePlan, RunningWork, WorkKind, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
-from placement.spend import RateLimit, SpendEntry, effective_rate_limits, spend_report
+from placement.solve.limits import RateLimit, effective_rate_limits
+from placement.spend import SpendEntry, spend_report
 from placement.store import ACTIVE, JobRecord, ServiceRecord, Store
 from policies.model import Policy
 

@@ -36,7 +36,7 @@ from placement.caps import CapGuard
 from placement.chains import plan_round
 from placement.reconciler import GAVE_UP, Failover, Reconciler
 from placement.solve.downscale import DownscaleAction
-from placement.spend import RateLimit, rate_caps
+from placement.solve.limits import RateLimit, rate_caps
 from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
