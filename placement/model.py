@@ -204,6 +204,7 @@ class ReasonCode(StrEnum):
     WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"  # a pipeline's previous task has not succeeded yet
     WAITING_FOR_GROUP = "WaitingForGroup"  # another job of its job group cannot be placed this round
     PREDECESSOR_FAILED = "PredecessorFailed"  # a pipeline's previous task failed: this one never runs
+    LAUNCH_ATTEMPTS_EXHAUSTED = "LaunchAttemptsExhausted"  # its launches failed Failover.max_attempts times: given up
 
 
 @dataclass(frozen=True, slots=True)

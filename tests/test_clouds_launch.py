@@ -17,11 +17,13 @@ from clouds.offers import DEFAULT_INVENTORY
 from clouds.private import private_provider, sky_pricing, write_sky_pricing
 from clouds.public import public_provider
 from clouds.sky_tasks import sky_name
-from placement.model import Tier
-from placement.reconciler import GAVE_UP, Failover
+from placement.model import ReasonCode, Tier
 from placement.service import Engine, ServiceConfig
+from placement.solve.state import Failover
 from placement.store import JobState
 from tests.sky_double import FakeSky
+
+GAVE_UP = ReasonCode.LAUNCH_ATTEMPTS_EXHAUSTED  # a job the core gave up on after its allowed launch attempts
 
 CATALOG = load_catalogs([SHIPPED_CATALOG_DIR]).offers
 INVENTORY = load_inventory(DEFAULT_INVENTORY)
