@@ -36,7 +36,7 @@ from placement.caps import CapGuard
 from placement.reconciler import Reconciler
 from placement.solve.decide import Decisions, ReplicaTarget, decide
 from placement.solve.downscale import DownscaleAction
-from placement.solve.limits import RateLimit, capped_scopes
+from placement.solve.limits import capped_scopes
 from placement.solve.state import Failover, State
 from placement.state_builder import OVER_SINCE, StateBuilder, idle_jobs
 from placement.solve import RoundResult
@@ -108,6 +108,7 @@ class RoundReport:
     spend_rate_by_scope: dict[str, float]
     limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
     downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
+    committed_rate_by_scope: dict[str, float] = field(default_factory=dict)  # $/h the caps weighed, before downscaling
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +289,7 @@ class Engine:
         decisions = decide(state, self.policy)
         self._act(decisions, pending, now)
         self.last_result, self.last_snapshot = decisions.result, decisions.snapshot
-        return self._report(now, time.perf_counter() - start, decisions.plan, decisions.limits, decisions.downscaled)
+        return self._report(now, time.perf_counter() - start, decisions)
 
     def _state(self, now: float) -> tuple[State, dict[str, JobRecord]]:
         """What the core is told this round, and the pending records it was built from (by id)."""
@@ -376,8 +377,8 @@ class Engine:
                 self.store.update_job(job_id, now, event="failed", detail=reason.message, state=JobState.FAILED,
                                       finished_at=now, reason_code=reason.code.value, reason=reason.message)
 
-    def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
-                downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
+    def _report(self, now: float, seconds: float, decisions: Decisions) -> RoundReport:
+        plan = decisions.plan
         gpus: dict[tuple[str, str], float] = defaultdict(float)
         spend: dict[str, float] = defaultdict(float)
         for record in self.store.jobs(states=ACTIVE):
@@ -391,7 +392,8 @@ class Engine:
             pending_by_reason=dict(Counter(r.code.value for _, r in plan.queued)),
             placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
             jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend),
-            limit_by_scope={scope: limit.usd_per_hour for scope, limit in limits.items()}, downscaled=downscaled)
+            limit_by_scope={scope: limit.usd_per_hour for scope, limit in decisions.limits.items()},
+            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates))
 
     def spend(self, team: str | None = None) -> list[dict[str, Any]]:
         """Spend per scope against its caps: rate now, accrued today and this month, projections."""

@@ -198,3 +198,19 @@ def test_idle_work_is_what_telemetry_watched_over_the_window_and_saw_do_nothing(
     parts = [usage("idle", 0.5, 0.0), usage("busy", 0.5, 2.0), usage("unwatched", 0.1, 0.0),
              usage("cpu", 0.5, 0.0, gpus=0)]
     assert idle_jobs(parts, window) == {"idle"}
+
+
+def test_the_deciding_core_imports_no_adapter() -> None:
+    """decide and its facts import only the core, the value objects and the policy model: no store, service,
+    CLI, provider, Ray or SkyPilot (so `plan`, the service and a replay run the same decisions)."""
+    import ast
+
+    core = Path(__file__).resolve().parents[1] / "placement" / "solve"
+    allowed = ("placement.solve", "placement.model", "policies.model", "numpy", "highspy")
+    for name in ("decide.py", "state.py", "limits.py", "chains.py", "downscale.py"):
+        tree = ast.parse((core / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        outside = {m for m in imported if m.split(".")[0] in ("placement", "policies", "clouds", "ray", "sky")
+                   and not m.startswith(allowed)}
+        assert not outside, f"{name} imports {sorted(outside)}"
