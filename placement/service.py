@@ -340,6 +340,10 @@ class Engine:
         notes = _burst_notes(decisions.result)
         if notes:
             self.store.add_events(notes, now)
+        given_up = [(g.job_id, "gave-up", g.reason.message) for g in decisions.give_ups
+                    if pending[g.job_id].reason_code != g.reason.code.value]  # said once, in the job's history
+        if given_up:
+            self.store.add_events(given_up, now)
         self.store.set_pending_reasons({job_id: (r.code.value, r.message) for job_id, r in plan.queued}, now)
         self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
                                                        now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)

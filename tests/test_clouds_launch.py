@@ -227,6 +227,7 @@ def test_after_the_allowed_attempts_a_job_stays_pending_with_the_reason(tmp_path
     for _ in range(2):
         world.engine.round()
     assert len(world.sky.launches()) == 2 and world.job(job_id).reason_code == GAVE_UP
+    assert [kind for _, kind, _ in world.engine.store.events(job_id)].count("gave-up") == 1  # said once
 
 
 def test_a_task_skypilot_rejects_fails_the_job_without_retrying(tmp_path: Path) -> None:

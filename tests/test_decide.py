@@ -214,3 +214,31 @@ def test_the_deciding_core_imports_no_adapter() -> None:
         outside = {m for m in imported if m.split(".")[0] in ("placement", "policies", "clouds", "ray", "sky")
                    and not m.startswith(allowed)}
         assert not outside, f"{name} imports {sorted(outside)}"
+
+
+def test_the_service_tells_decide_which_running_work_telemetry_saw_idle(tmp_path: Path) -> None:
+    """Two H100 instances on AWS over a $60/h cap: the one whose GPUs did nothing for the idle window is what
+    the round stops (without telemetry, job-id order would stop the other); the State is the service's own."""
+    from clouds.telemetry import Batch
+    from placement.service import Engine, ServiceConfig
+    from tests.test_debt_service import NOW, T0, gpu_samples, process_samples, ran
+
+    engine = Engine(ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, catalogs=()), {},
+                    clock=lambda: NOW)
+    engine.policy = make_policy(caps={"global": {"usd_per_hour": 60.0}}, downscale={"grace_seconds": 0})
+    public_run = dict(tier="public", nodes=(), gpus=8, gpu="H100", provider="aws", region="us-east-1", rate=55.04,
+                      start=T0, end=None)
+    idle, busy = ran(engine, "idle", "nlp", **public_run), ran(engine, "busy", "nlp", **public_run)
+    samples = [s for i in range(8) for s in gpu_samples("idle-h", i, lambda t: (0.0, 70.0))
+               + gpu_samples("busy-h", i, lambda t: (90.0, 600.0))]
+    engine.store.add_telemetry(Batch(tuple(samples), tuple(
+        p for i in range(8) for p in process_samples("busy-h", i, 100 + i, "busy-h", T0, NOW, 40)), dropped=0))
+    assert engine.idle_work(NOW) == {idle}
+    state = engine.state_builder.build(NOW, engine.policy, lambda records: [], engine.idle_work(NOW))
+    assert {r.job_id: r.work.idle for r in state.running} == {idle: True, busy: False}
+    decisions = decide(state, engine.policy)
+    assert [(a.job_id, a.kind) for a in decisions.downscaled] == [(idle, ActionKind.STOP_IDLE)]
+    blind = engine.state_builder.build(NOW, engine.policy, lambda records: [])
+    assert [(a.job_id, a.kind) for a in decide(blind, engine.policy).downscaled] == [(busy, ActionKind.STOP)]
+    engine.policy = make_policy()  # no cap: telemetry is not read for idle work at all
+    assert engine.idle_work(NOW) == frozenset()
