@@ -92,6 +92,9 @@ class Decisions:
 
 
 def decide(state: State, policy: Policy) -> Decisions:
+    """Every decision of one round, in the module docstring's order; each later step sees the earlier ones'
+    outcome (a replica that leaves holds nothing, a repriced job counts at its new rate, stopped work frees
+    its capacity and its spend before anything is placed)."""
     now = state.now
     replicas = tuple(t for t in map(replica_target, state.services) if t.add or t.cancel)
     leaving = {job_id for target in replicas for job_id in target.cancel}
