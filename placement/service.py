@@ -165,7 +165,6 @@ class Engine:
                          Tier.PRIVATE: private_provider(inventory)} | providers
         self.providers = providers
         offers_by_id = {o.id: o for o in self.static_offers}
-        self._offers_by_id = offers_by_id
         self.reconciler = Reconciler(self.store, providers, clock, on_error, offers=offers_by_id,
                                      failover=config.failover)
         self.caps = CapGuard(self.store, offers_by_id)

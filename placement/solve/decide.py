@@ -10,7 +10,9 @@ State. In order:
 2. repricing: running work is charged at its offer's current price;
 3. limits: day and month budgets become $/h rates with the rate caps
    (`limits.effective_rate_limits`); a scope over its limit past the policy's
-   grace period is downscaled (`downscale.plan_downscale`: idle work first);
+   grace period is downscaled (`downscale.plan_downscale`: idle work first). Work stopped here frees
+   its capacity and spend but is not placed again this round: it was running, not pending, in the State
+   (placing it at once would spend the headroom the hysteresis left, and restart it for nothing);
 4. give-ups: a job whose launches failed `Failover.max_attempts` times is not
    placed again (`ReasonCode.LAUNCH_ATTEMPTS_EXHAUSTED`);
 5. placement: one round (`chains.plan_round`) under the limits as rate caps, the
