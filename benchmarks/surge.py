@@ -165,9 +165,6 @@ def run(scenario: Scenario, capped: bool, offers: list[Offer], seed: int) -> dic
         engine = Engine(config, {Tier.PUBLIC: cloud}, clock=lambda: now[0])
         base = load_policy("balanced")
         engine.policy = base.model_copy(update={"caps": scenario.caps(cut=False)}) if capped else base
-        pre_downscale: list[dict[str, float]] = []
-        check = engine.caps.check
-        engine.caps.check = lambda *a, **k: _keep(pre_downscale, check(*a, **k))  # committed $/h before acting
         engine.submit([{"source": f"{s['name']}.yaml#1", "data": s} for s in services])
         service_ids = [s.id for s in engine.store.services()]
         trace, wall = Trace(), time.perf_counter()
@@ -181,16 +178,11 @@ def run(scenario: Scenario, capped: bool, offers: list[Offer], seed: int) -> dic
             for sid in service_ids:
                 engine.report_load(sid, BASE_REPLICAS * TARGET_QPS * scenario.load_factor(k))
             report = engine.round()
-            _record(trace, engine, report, k, pre_downscale[-1] if pre_downscale else {})
+            _record(trace, engine, report, k, report.committed_rate_by_scope)  # committed $/h before acting
             now[0] += scenario.interval_s
         engine.reconciler.observe()  # accrue the last interval
         spent = sum(row[-1] for row in engine.store.spend_rows(0.0))
         return _summary(scenario, trace, spent, time.perf_counter() - wall, capped)
-
-
-def _keep(log: list, check):
-    log.append(dict(check.rates))
-    return check
 
 
 def _raise_price(engine: Engine, cloud: SimulatedCloud, factor: float) -> None:

@@ -1,31 +1,29 @@
-"""Surge caps in the service: from the store's records to the pure spend and downscale models, and back.
+"""Surge caps in the service: the store's records as the core's spend facts, and the core's repricings recorded.
 
-Each round, before placing anything, the engine asks `CapGuard.check`:
-1. the spend ledger's running totals per scope and UTC day / month (`Store.accrued`) and the running
-   work give every capped scope its $/h limit (rate caps, and day/month budgets turned into rates:
-   `placement.spend.effective_rate_limits`);
-2. a scope whose running spend exceeds its limit (a price change, a lowered cap, a service
-   that scaled up) is remembered with the time it went over (kept in the store, so a restart
-   keeps counting the grace period);
-3. once over for `policy.downscale.grace_seconds`, `plan_downscale` picks what to reduce;
-   the reconciler records each action, then carries it out.
-The limits then become the round's rate caps, so new placements stay under them too.
+What is decided about caps (the limits, since when a scope is over, what to
+downscale, which prices changed) is decided in the core
+(`placement.solve.decide.cap_decision`, `decide.repricing`); this module reads the
+store for it and writes back what the engine must record:
+- `check`: each capped scope's $/h limit, its committed rate and, past its grace
+  period, the downscale plan, from the store's running totals and running work;
+- `reprice` / `record_repricings`: running work charged at its offer's current price;
+- `report`: what `placement spend` shows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from placement.model import Demand, Offer, Tier
-from placement.solve.downscale import (DownscalePlan, RunningWork, WorkKind, committed_rates, due_scopes,
-                                       plan_downscale, track_overruns)
-from placement.spend import RateLimit, SpendEntry, effective_rate_limits, spend_report
-from placement.store import ACTIVE, JobChange, JobRecord, ServiceRecord, Store
+from placement.model import Offer, Tier
+from placement.solve.decide import Repricing, cap_decision, price_change
+from placement.solve.downscale import DownscalePlan, RunningWork
+from placement.solve.limits import RateLimit
+from placement.spend import SpendEntry, spend_report
+from placement.state_builder import OVER_SINCE, billing, running_work
+from placement.store import ACTIVE, JobChange, Store
 from policies.model import Policy
-
-_OVER_SINCE = "caps.over_since"  # store meta key: scope -> when it went over its limit
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class CapCheck:
 class CapGuard:
     def __init__(self, store: Store, offers: Mapping[str, Offer]):
         self.store = store
-        self.offers = offers  # static offers by id: where a spot twin of an on-demand offer is found
+        self.offers = offers  # static offers by id: what running work pays now, where a spot twin is found
 
     def ledger(self, now: float) -> list[SpendEntry]:
         """Spend entries of the current UTC month (what day and month budgets count)."""
@@ -47,32 +45,25 @@ class CapGuard:
                 for job, team, tier, start, end, usd in self.store.spend_rows(since) if tier]
 
     def reprice(self, now: float) -> int:
-        """Charge running work at its offer's current price (a catalog refresh can raise it); returns how many
-        changed. From then on spend accrues at the new rate, and caps see it."""
-        changed = 0
-        for record in self.store.jobs(states=ACTIVE):
-            offer = self.offers.get(record.offer_id or "")
-            if offer is None or record.rate_per_hour is None:
-                continue
-            nodes = int(record.spec.get("num_nodes") or 1)
-            demand = Demand(accelerator=offer.gpu, accelerator_count=record.gpus or 0.0, cpus=record.cpus or 0.0,
-                            memory_gb=record.memory_gb or 0.0)
-            rate = round(offer.job_price_per_hour(demand) * nodes, 6)
-            if abs(rate - record.rate_per_hour) > 1e-6:
-                self.store.update_job(record.id, now, JobChange(rate_per_hour=rate), event="repriced",
-                                      detail=f"${record.rate_per_hour:.4f}/h -> ${rate:.4f}/h ({offer.id})")
-                changed += 1
-        return changed
+        """Charge running work at its offer's current price, as the core decides it (`decide.price_change`);
+        returns how many changed. From then on spend accrues at the new rate, and caps see it."""
+        changes = [change for r in self.store.jobs(states=ACTIVE) if r.tier
+                   if (change := price_change(r.id, *billing(r, self.offers), r.rate_per_hour or 0.0)) is not None]
+        return self.record_repricings(changes, now)
+
+    def record_repricings(self, changes: Iterable[Repricing], now: float) -> int:
+        count = 0
+        for change in changes:
+            self.store.update_job(change.job_id, now, JobChange(rate_per_hour=change.new_rate), event="repriced",
+                                  detail=change.cause)
+            count += 1
+        return count
 
     def check(self, policy: Policy, now: float, idle: frozenset[str] = frozenset()) -> CapCheck:
-        limits = effective_rate_limits(policy.caps, self.store.accrued(now), now)  # running totals, not every row
-        work = self.running_work(policy, now, idle)
-        rates = committed_rates(work)
-        over_since = track_overruns(rates, limits, json.loads(self.store.meta(_OVER_SINCE) or "{}"), now)
-        self.store.set_meta(_OVER_SINCE, json.dumps(over_since))
-        due = due_scopes(over_since, now, policy.downscale.grace_seconds)
-        plan = plan_downscale(work, limits, policy, scopes=due) if due else None
-        return CapCheck(limits, rates, plan)
+        """What the core decides about caps from the store now (the engine's round records its over-since map)."""
+        caps = cap_decision(self.running_work(policy, now, idle), self.store.accrued(now),
+                            json.loads(self.store.meta(OVER_SINCE) or "{}"), now, policy)
+        return CapCheck(caps.limits, caps.rates, caps.downscale)
 
     def report(self, policy: Policy, now: float, team: str | None = None) -> list:
         rows = spend_report(self.ledger(now), self.running_work(policy, now), policy.caps, now)
@@ -80,30 +71,5 @@ class CapGuard:
 
     def running_work(self, policy: Policy, now: float, idle: frozenset[str] = frozenset()) -> list[RunningWork]:
         services = {s.id: s for s in self.store.services()}
-        return [self._work(r, policy, services, r.id in idle, now) for r in self.store.jobs(states=ACTIVE) if r.tier]
-
-    def _work(self, record: JobRecord, policy: Policy, services: dict[str, ServiceRecord], idle: bool,
-              now: float) -> RunningWork:
-        placement = record.spec.get("placement") or {}
-        gpus = (record.gpus or 0.0) * max(len(record.nodes), 1)
-        units = gpus if gpus else (record.cpus or 0.0) / policy.cpus_per_gpu_equivalent
-        service = services.get(record.service or "")
-        spot = self._spot_twin(record)
-        expected = float(placement.get("expected_hours", 1.0))
-        ran = (now - record.started_at) / 3600.0 if record.started_at else 0.0
-        return RunningWork(
-            job_id=record.id, team=record.team, tier=record.tier, rate_per_hour=record.rate_per_hour or 0.0,
-            value_per_hour=policy.delay_rate(record.priority) * max(units, 0.1) if record.priority in
-            policy.priorities else 0.0,
-            remaining_hours=None if service else max(expected - ran, 0.0),
-            kind=WorkKind.REPLICA if service else WorkKind.BATCH, service=service.id if service else None,
-            min_replicas=service.min_replicas if service else 0,
-            spot_ok=bool(placement.get("spot_ok")) and spot is not None and not service,
-            spot_rate_per_hour=spot.price_per_hour if spot is not None else None, idle=idle)
-
-    def _spot_twin(self, record: JobRecord) -> Offer | None:
-        """The same instance type in the same place on the spot market, if the catalog sells it there."""
-        offer_id = record.offer_id or ""
-        if not offer_id.endswith("/on-demand"):
-            return None
-        return self.offers.get(offer_id.removesuffix("/on-demand") + "/spot")
+        return [running_work(r, policy, services, self.offers, r.id in idle, now)
+                for r in self.store.jobs(states=ACTIVE) if r.tier]

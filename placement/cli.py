@@ -293,29 +293,33 @@ def plan(
     env: EnvOpt = None,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """Offline what-if: run one placement round on these jobs against the inventory and catalogs."""
+    """Offline what-if: run one placement round on these jobs against the inventory and catalogs.
+
+    The round is the service's: `decide` on a State with nothing running and nothing spent yet, so day and
+    month budgets are rate limits here too."""
+    import time
+
     from clouds.offers import collect_offers
-    from placement.model import Snapshot
-    from placement.chains import plan_round
+    from placement.solve.decide import decide
     from placement.spec import load_specs, to_jobs
+    from placement.state_builder import offline_state
     from policies import load_policy
 
     def body() -> None:
         chosen = load_policy(policy)
         jobs = to_jobs(load_specs(files, priority_classes=list(chosen.priorities), env=_env(env, env_file)))
         offer_set = collect_offers(inventory, catalog)
-        snapshot = Snapshot(jobs=tuple(jobs), offers=tuple(offer_set.offers),
-                            pool_quotas=tuple(sorted(offer_set.pool_quotas.items())))
-        result = plan_round(snapshot, chosen)
+        decisions = decide(offline_state(jobs, offer_set.offers, offer_set.pool_quotas, time.time()), chosen)
+        snapshot, result = decisions.snapshot, decisions.result
         if explain is not None:
             from placement.report import explain_job
-            explain_job(out, explain, snapshot, chosen, result)
+            explain_job(out, explain, snapshot, decisions.policy, result)
         elif as_json:
             from placement.report import plan_json
             sys.stdout.write(json.dumps(plan_json(snapshot, result), indent=2) + "\n")
         else:
             from placement.report import print_plan
-            print_plan(out, snapshot, chosen, result)
+            print_plan(out, snapshot, decisions.policy, result)
     _guarded(body)
 
 

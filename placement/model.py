@@ -208,6 +208,7 @@ class ReasonCode(StrEnum):
     WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"  # a pipeline's previous task has not succeeded yet
     WAITING_FOR_GROUP = "WaitingForGroup"  # another job of its job group cannot be placed this round
     PREDECESSOR_FAILED = "PredecessorFailed"  # a pipeline's previous task failed: this one never runs
+    LAUNCH_ATTEMPTS_EXHAUSTED = "LaunchAttemptsExhausted"  # its launches failed Failover.max_attempts times: given up
 
 
 class OutcomeCode(StrEnum):
@@ -215,7 +216,6 @@ class OutcomeCode(StrEnum):
     round: a round's reasons are `ReasonCode`s)."""
 
     LAUNCH_FAILED = "LaunchFailed"
-    LAUNCH_ATTEMPTS_EXHAUSTED = "LaunchAttemptsExhausted"  # no round places it again
     DOWNSCALED = "Downscaled"
     MIGRATING = "Migrating"
     PREEMPTED = "Preempted"

@@ -1,4 +1,9 @@
-"""Carries out plans through providers, and watches what runs (the actor side of decide/act).
+"""Carries out the core's decisions through providers, and watches what runs (the act side of decide/act).
+
+It records facts (a failed launch with its attempt and error, the block of what
+failed with its cool-down) and never decides what follows from them: giving up
+on a job after `Failover.max_attempts` failures is the core's
+(`placement.solve.decide.give_ups_of`).
 
 Every action follows one order: write the decision (and the job's new state)
 to the store, then call the provider, then mark the decision done. A service
@@ -12,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from clouds.base import Block, LaunchError, LaunchRequest, Provider, WorkStatus
 from clouds.gpus import gpu_memory_gb
 from placement.memory_history import OUT_OF_MEMORY, MemoryPeak, facts_key, ran_out_of_memory
 from placement.model import Offer, OutcomeCode, Placement, Plan, Tier
+from placement.solve.downscale import ActionKind, DownscaleAction
+from placement.solve.state import Failover
 from placement.store import ACTIVE, Decision, Intent, JobChange, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
@@ -29,16 +35,6 @@ def handle_for(store_uid: str, job_id: str, attempt: int) -> str:
 
 
 _ENDED = (WorkStatus.SUCCEEDED, WorkStatus.FAILED, WorkStatus.STOPPED)
-GAVE_UP = OutcomeCode.LAUNCH_ATTEMPTS_EXHAUSTED  # the reason code of a job no round places again
-
-
-@dataclass(frozen=True)
-class Failover:
-    """What a failed launch costs: how long its offer (or cloud) is avoided, and how often a job may fail."""
-
-    cooldown_s: float = 600.0
-    max_attempts: int = 4  # failed launches after which a job stays pending with GAVE_UP
-    launch_timeout_s: float = 1800.0  # a launch that leaves no trace this long after it was made has failed
 
 
 class Reconciler:
@@ -110,7 +106,8 @@ class Reconciler:
         return True
 
     def _launch_failed(self, record: JobRecord, offer_id: str | None, provider: Provider, error: LaunchError) -> None:
-        """Block what failed for a cool-down, then put the job back to pending (or give up on it)."""
+        """Block what failed for a cool-down, then put the job back to pending (the next round's `decide` gives
+        up on it once it failed `max_attempts` times); a failure the provider calls final fails the job."""
         now = self.clock()
         self.on_error(provider.name, "launch")
         offer = self.offers.get(offer_id or "")
@@ -126,10 +123,6 @@ class Reconciler:
         if not error.retryable:
             change = JobChange(state=JobState.FAILED, finished_at=now, reason_code=OutcomeCode.LAUNCH_FAILED,
                                reason=str(error))
-        elif failures >= self.failover.max_attempts:
-            change = JobChange(state=JobState.PENDING, reason_code=GAVE_UP,
-                               reason=f"{failures} launches failed, the last: {error}. Not placed again; "
-                                      f"cancel it and submit again once the cause is fixed")
         else:
             avoided = f"; {block} is avoided for {self.failover.cooldown_s / 60:.0f} min" if block else ""
             change = JobChange(state=JobState.PENDING, reason_code=OutcomeCode.LAUNCH_FAILED,
@@ -169,8 +162,8 @@ class Reconciler:
         else:
             self.store.update_job(record.id, self.clock(), ended, event="cancelled", detail=reason)
 
-    def downscale(self, actions: list) -> None:
-        """Carry out downscaling actions (`placement.solve.downscale.DownscaleAction`): each is recorded
+    def downscale(self, actions: list[DownscaleAction]) -> None:
+        """Carry out the core's downscaling actions: each is recorded
         with its reason before the work is stopped, gracefully (`grace_seconds` to checkpoint).
 
         A scaled-down replica ends (cancelled); stopped batch work goes back to pending with the reason,
@@ -181,18 +174,17 @@ class Reconciler:
             record = self.store.job(action.job_id)
             if record is None or record.state not in ACTIVE or not record.handle or not record.tier:
                 continue
-            kind = str(action.kind.value)
-            if kind == "scale_down":
+            if action.kind is ActionKind.SCALE_DOWN:
                 fields = JobChange(state=JobState.CANCELLED, finished_at=now, reason_code=None, reason=action.reason)
             else:
                 fields = JobChange(state=JobState.PENDING, handle=None, nodes=(), tier=None, target=None,
                                    reason_code=OutcomeCode.DOWNSCALED, reason=action.reason)
-                if kind == "move_to_spot":
+                if action.kind is ActionKind.MOVE_TO_SPOT:
                     spec = dict(record.spec)
                     spec["resources"] = dict(spec.get("resources") or {}) | {"use_spot": True}
                     fields = dataclasses.replace(fields, spec=spec)
             seq = self.store.record_decision(record.id, record.attempt, "terminate", record.handle,
-                                             {"tier": record.tier, "reason": action.reason, "downscale": kind,
+                                             {"tier": record.tier, "reason": action.reason, "downscale": action.kind.value,
                                               "grace_seconds": action.grace_seconds}, now, fields)
             self.providers[record.tier].terminate(record.handle, grace_seconds=action.grace_seconds)
             self.store.finish_decision(seq, "done")

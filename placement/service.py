@@ -9,9 +9,9 @@ round, so a restarted engine carries on where the last one stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
-import re
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -27,24 +27,26 @@ from clouds.gpus import canonical_gpu, gpu_memory_gb
 from clouds.inventory import load_inventory
 from clouds.telemetry_samples import GpuSample, ProcessSample
 from clouds.offers import DEFAULT_INVENTORY
-from placement.model import DurationRatio, Job, Offer, Plan, ReasonCode, Running, Snapshot, Tier
+from placement.model import DurationRatio, Job, Offer, Plan, ReasonCode, Snapshot, Tier
 from placement.debt import (Allocation, DebtReport, Flag, GpuMinute, JobUsage, Usage, account,
                             flags_for, usage_series)
 from placement.memory_history import MemoryHistory, MemoryPeak, facts_key, remember
 from placement.rightsizing import Rightsizing, SimilarJobFlag, rightsize, shape
 from placement.caps import CapGuard
-from placement.chains import plan_round
-from placement.reconciler import GAVE_UP, Failover, Reconciler
+from placement.reconciler import Reconciler
+from placement.solve.decide import Decisions, ReplicaTarget, decide
 from placement.solve.downscale import DownscaleAction
-from placement.spend import RateLimit, rate_caps
+from placement.solve.limits import capped_scopes
+from placement.solve.state import Failover, State
+from placement.state_builder import OVER_SINCE, StateBuilder, idle_jobs
 from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
 from placement.solve.forecast import FinishedRun, learn_ratios
-from placement.spec import check_envs_set, duration_hours, launch_name, spec_from_data, to_job, to_jobs
+from placement.spec import check_envs_set, launch_name, spec_from_data, to_job, to_jobs
 from placement.yamlio import ConfigError
 from placement.store import (ACTIVE, Compaction, JobChange, JobRecord, JobState, JobUsageRecord, NewJob, NewService,
-                             ServiceRecord, Store, StoredReservation, UsageCheckpoint)
+                             Store, StoredReservation, UsageCheckpoint)
 from policies import load_policy
 
 
@@ -106,6 +108,7 @@ class RoundReport:
     spend_rate_by_scope: dict[str, float]
     limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
     downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
+    committed_rate_by_scope: dict[str, float] = field(default_factory=dict)  # $/h the caps weighed, before downscaling
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +165,11 @@ class Engine:
                          Tier.PRIVATE: private_provider(inventory)} | providers
         self.providers = providers
         offers_by_id = {o.id: o for o in self.static_offers}
-        self._offers_by_id = offers_by_id
         self.reconciler = Reconciler(self.store, providers, clock, on_error, offers=offers_by_id,
                                      failover=config.failover)
         self.caps = CapGuard(self.store, offers_by_id)
+        self.state_builder = StateBuilder(self.store, providers, self.static_offers, offers_by_id, self.pool_quotas,
+                                          config.failover)
         self._jobs: dict[str, Job] = {}
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
@@ -209,28 +213,6 @@ class Engine:
             known = ", ".join(s.id for s in self.store.services()) or "none"
             raise ValueError(f"no service {service_id!r} (services: {known})" if qps >= 0 else
                              f"load must be >= 0 requests/s, got {qps}")
-
-    def scale_services(self) -> None:
-        """Bring each service's replicas to what its load asks for, within [min, max] (SkyServe's autoscaler
-        rule: ceil(load / target_qps_per_replica)). New replicas are pending jobs, so caps and quotas
-        decide whether they run; extra replicas are cancelled, pending ones first, then the newest."""
-        now = self.clock()
-        for service in self.store.services():
-            every = self.store.jobs(service=service.id)
-            replicas = [r for r in every if not r.state.terminal]
-            want = desired_replicas(service)
-            if want > len(replicas):
-                start = 1 + max((_replica_number(r.id) for r in every), default=0)
-                self.store.add_jobs([NewJob(id=f"{service.name}-replica-{k}", name=service.name, team=service.team,
-                                            priority=service.priority, spec=service.spec, source=service.source,
-                                            service=service.id) for k in range(start, start + want - len(replicas))],
-                                    now, uuid.uuid4().hex)
-            elif want < len(replicas):
-                extra = sorted(replicas, key=lambda r: (r.state is not JobState.PENDING, -r.submitted_at,
-                                                        -_replica_number(r.id)))
-                for record in extra[:len(replicas) - want]:
-                    self.reconciler.cancel(record, reason=f"scaled down: {service.id} needs {want} replicas "
-                                                          f"for {service.load_qps or 0:g} requests/s")
 
     def cancel(self, job_ids: list[str]) -> list[str]:
         done = []
@@ -293,73 +275,95 @@ class Engine:
             return MemoryHistory(())
 
     def round(self) -> RoundReport:
+        """One round: observe -> build the State -> decide (the pure core) -> record -> act."""
         start = time.perf_counter()
         self.reconciler.observe()
-        self.scale_services()
         now = self.clock()
         for step in (self.assess_finished, self.checkpoint_usage, self.compact_telemetry):
             try:  # the debt bookkeeping observes; it never stops placement, and one step never stops another
                 step(now)
             except Exception:
                 log.exception("computational debt bookkeeping (%s) failed", step.__name__)
-        self.caps.reprice(now)
-        check = self.caps.check(self.policy, now)
-        downscaled = check.plan.actions if check.plan is not None else ()
-        if downscaled:
-            self.reconciler.downscale(list(downscaled))
-        for shortfall in check.plan.shortfalls if check.plan is not None else ():
-            log.warning("%s", shortfall)
-        policy = self.policy.model_copy(update={"caps": rate_caps(check.limits)}) if check.limits else self.policy
-        pending = self.store.jobs(states=[JobState.PENDING])
-        holding = self.store.jobs(states=[*ACTIVE, JobState.PLANNED])
-        reserved: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-        running = []
-        for record in holding:
-            for node in record.nodes:
-                held = reserved[node]
-                held[0] += record.gpus or 0.0
-                held[1] += record.cpus or 0.0
-                held[2] += record.memory_gb or 0.0
-            if record.tier:
-                pool = record.target.split("/")[0] if record.tier is Tier.PRIVATE and record.target else None
-                running.append(Running(job_id=record.id, team=record.team, tier=record.tier,
-                                       offer_id=record.offer_id or "", gpus=(record.gpus or 0.0) * max(
-                                           len(record.nodes), 1), rate_per_hour=record.rate_per_hour or 0.0,
-                                       pool=pool, **_forecast_facts(record, now, self._offers_by_id)))
-        offers: list[Offer] = []
-        for tier in Tier:
-            provider = self.providers.get(tier)
-            offers += provider.offers({k: tuple(v) for k, v in reserved.items()}) if provider else \
-                [o for o in self.static_offers if o.tier is tier]
-        blocks = [block for block, _, _ in self.store.active_blocks(now)]
-        blocked = frozenset(o.id for o in offers if any(b.covers(o) for b in blocks)) if blocks else frozenset()
-        # Work stopped by this round's downscale waits a round: placing it again at once would spend the headroom
-        # the hysteresis left (and restart it from its checkpoint for nothing).
-        stopped_now = {a.job_id for a in downscaled}
-        placeable = [r for r in pending if r.reason_code != GAVE_UP and r.id not in stopped_now]
+        state, pending = self._state(now)
+        decisions = decide(state, self.policy)
+        self._act(decisions, pending, now)
+        self.last_result, self.last_snapshot = decisions.result, decisions.snapshot
+        return self._report(now, time.perf_counter() - start, decisions)
+
+    def _state(self, now: float) -> tuple[State, dict[str, JobRecord]]:
+        """What the core is told this round, and the pending records it was built from (by id)."""
         similar, peaks = self._recommendations(), self._memory_peaks()
-        snapshot = Snapshot(jobs=tuple(self._job(r, now, similar, peaks) for r in placeable), offers=tuple(offers),
-                            running=tuple(running), pool_quotas=self.pool_quotas, blocked_offers=blocked,
-                            duration_ratios=self._duration_ratios(),
-                            reserved=frozenset(r.job_id for r in self.store.reservations()))
-        self._jobs = {job.id: self._jobs[job.id] for job in snapshot.jobs}  # only pending jobs stay parsed
-        succeeded, failed = self._predecessors(placeable, now)
-        result = plan_round(snapshot, policy, succeeded, failed)
-        self._fail_after_failed(result.plan, now)
-        self.reconciler.apply(result.plan, {r.id: r for r in pending})
-        if result.plan.migrations:
-            self.reconciler.migrate(result.plan, self.policy.downscale.checkpoint_grace_seconds)
-        if result.plan.preemptions:
-            self.reconciler.preempt(result.plan, self.policy.downscale.checkpoint_grace_seconds)
-        notes = _burst_notes(result)
+        records: dict[str, JobRecord] = {}
+
+        def parse(pending: list[JobRecord]) -> list[Job]:
+            records.update((r.id, r) for r in pending)
+            return [self._job(r, now, similar, peaks) for r in pending]
+
+        state = self.state_builder.build(now, self.policy, parse, self.idle_work(now), self._duration_ratios())
+        self._jobs = {job.id: self._jobs[job.id] for job in state.pending}  # only pending jobs stay parsed
+        return state, records
+
+    def idle_work(self, now: float) -> frozenset[str]:
+        """Running cloud work whose GPUs telemetry saw do nothing over the policy's window (`debt.
+        low_utilization_window_s`): what a cap exceeded stops first. Only read where a cap could act."""
+        if not capped_scopes(self.policy.caps):
+            return frozenset()
+        records = [r for r in self.store.jobs(states=[JobState.RUNNING]) if r.tier and r.tier is not Tier.ONPREM
+                   and r.gpus]
+        if not records:
+            return frozenset()
+        window = self.policy.debt.low_utilization_window_s
+        try:
+            report, _, _ = self._debt_report(records, now - window, now)
+        except Exception:  # telemetry that cannot be read leaves no work idle; placement goes on
+            log.exception("reading telemetry for idle work failed; no work counts as idle this round")
+            return frozenset()
+        return idle_jobs(report.jobs, window)
+
+    def _act(self, decisions: Decisions, pending: dict[str, JobRecord], now: float) -> None:
+        """Record and carry out what the core decided, each through the reconciler (it records before it acts)."""
+        self.store.set_meta(OVER_SINCE, json.dumps(decisions.over_since))
+        self.caps.record_repricings(decisions.repricings, now)
+        self._scale(decisions.replicas, now)
+        if decisions.downscaled:
+            self.reconciler.downscale(list(decisions.downscaled))
+        for shortfall in decisions.downscale.shortfalls if decisions.downscale is not None else ():
+            log.warning("%s", shortfall)
+        plan = decisions.plan
+        self._fail_after_failed(plan, now)
+        self.reconciler.apply(plan, pending)
+        if plan.migrations:
+            self.reconciler.migrate(plan, self.policy.downscale.checkpoint_grace_seconds)
+        if plan.preemptions:
+            self.reconciler.preempt(plan, self.policy.downscale.checkpoint_grace_seconds)
+        notes = _burst_notes(decisions.result)
         if notes:
             self.store.add_events(notes, now)
-        self.store.set_pending_reasons({job_id: (r.code, r.message) for job_id, r in result.plan.queued}, now)
+        given_up = [(g.job_id, "gave-up", g.reason.message) for g in decisions.give_ups
+                    if pending[g.job_id].reason_code != g.reason.code]  # said once, in the job's history
+        if given_up:
+            self.store.add_events(given_up, now)
+        self.store.set_pending_reasons({job_id: (r.code, r.message) for job_id, r in plan.queued}, now)
         self.store.set_reservations([StoredReservation(r.job_id, r.nodes, r.gpu, now + r.start_hours * 3600.0,
                                                        now + (r.start_hours + r.hours) * 3600.0, r.premium_usd)
-                                     for r in result.plan.reservations], now)
-        self.last_result, self.last_snapshot = result, snapshot
-        return self._report(now, time.perf_counter() - start, result.plan, check.limits, downscaled)
+                                     for r in plan.reservations], now)
+
+    def _scale(self, targets: tuple[ReplicaTarget, ...], now: float) -> None:
+        """Services' replicas to the core's targets: new replicas are stored pending (the next round places them),
+        extra ones are cancelled with the cause."""
+        services = {s.id: s for s in self.store.services()} if targets else {}
+        for target in targets:
+            service = services.get(target.service)
+            if service is None:
+                continue
+            if target.add:
+                self.store.add_jobs([NewJob(id=f"{service.name}-replica-{k}", name=service.name, team=service.team,
+                                            priority=service.priority, spec=service.spec, source=service.source,
+                                            service=service.id) for k in target.add], now, uuid.uuid4().hex)
+            for job_id in target.cancel:
+                record = self.store.job(job_id)
+                if record is not None:
+                    self.reconciler.cancel(record, reason=target.cause)
 
     def _duration_ratios(self) -> tuple[DurationRatio, ...]:
         """Each team's (and job name's) actual/expected duration, from the store's finished runs."""
@@ -369,17 +373,6 @@ class Engine:
             log.exception("learning duration ratios from finished runs failed; using the jobs' own estimates")
             return ()
 
-    def _predecessors(self, pending: list[JobRecord], now: float) -> tuple[set[str], set[str]]:
-        """The pipeline predecessors of these jobs that succeeded, and those that failed or were cancelled."""
-        succeeded, failed = set(), set()
-        for job_id in {r.after for r in pending if r.after}:
-            record = self.store.job(job_id)
-            if record is not None and record.state is JobState.SUCCEEDED:
-                succeeded.add(job_id)
-            elif record is None or record.state in (JobState.FAILED, JobState.CANCELLED):
-                failed.add(job_id)
-        return succeeded, failed
-
     def _fail_after_failed(self, plan: Plan, now: float) -> None:
         """A pipeline task after a failed one never runs: it fails, naming the task that failed."""
         for job_id, reason in plan.queued:
@@ -388,8 +381,8 @@ class Engine:
                                                              reason_code=reason.code, reason=reason.message),
                                       event="failed", detail=reason.message)
 
-    def _report(self, now: float, seconds: float, plan: Plan, limits: dict[str, RateLimit],
-                downscaled: tuple[DownscaleAction, ...]) -> RoundReport:
+    def _report(self, now: float, seconds: float, decisions: Decisions) -> RoundReport:
+        plan = decisions.plan
         gpus: dict[tuple[str, str], float] = defaultdict(float)
         spend: dict[str, float] = defaultdict(float)
         for record in self.store.jobs(states=ACTIVE):
@@ -403,7 +396,8 @@ class Engine:
             pending_by_reason=dict(Counter(r.code.value for _, r in plan.queued)),
             placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
             jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend),
-            limit_by_scope={scope: limit.usd_per_hour for scope, limit in limits.items()}, downscaled=downscaled)
+            limit_by_scope={scope: limit.usd_per_hour for scope, limit in decisions.limits.items()},
+            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates))
 
     def spend(self, team: str | None = None) -> list[dict[str, Any]]:
         """Spend per scope against its caps: rate now, accrued today and this month, projections."""
@@ -708,9 +702,6 @@ class Engine:
                 for team, usage in report.teams.items()}
 
 
-_REPLICA = re.compile(r"-replica-(\d+)-\d+$")  # `<service>-replica-<k>-<store number>`
-
-
 def _edges(document: dict[str, Any], last_of: dict[str, int], first_of: dict[str, int], position: int
            ) -> tuple[int | None, int | None]:
     """A submitted document's pipeline predecessor and job group, as positions in the submission."""
@@ -721,11 +712,6 @@ def _edges(document: dict[str, Any], last_of: dict[str, int], first_of: dict[str
     if group is not None and not isinstance(group, str):
         raise ValueError(f"{document['source']}: group must name a job group (its file#name), not {group!r}")
     return (last_of[after] if after is not None else None), (first_of.setdefault(group, position) if group else None)
-
-
-def _replica_number(job_id: str) -> int:
-    match = _REPLICA.search(job_id)
-    return int(match.group(1)) if match else 0
 
 
 def _new_service(item) -> NewService:
@@ -745,12 +731,6 @@ def _new_service(item) -> NewService:
                       source=item.source, min_replicas=limits[0], max_replicas=limits[1], target_qps=limits[2])
 
 
-def desired_replicas(service: ServiceRecord) -> int:
-    if service.target_qps is None or service.load_qps is None:
-        return service.min_replicas
-    return max(service.min_replicas, min(service.max_replicas, math.ceil(service.load_qps / service.target_qps - 1e-9)))
-
-
 def _burst_notes(result: RoundResult) -> list[tuple[str, str, str]]:
     """Why each job placed off-prem did not wait for the on-prem capacity the forecast saw coming, with the
     numbers, for `explain`'s history (a queued job's reason carries them while it waits)."""
@@ -767,30 +747,6 @@ def _burst_notes(result: RoundResult) -> list[tuple[str, str, str]]:
                       f"{wait.hours * 60:.0f} min (${wait.delay:,.2f} of delay, then ${wait.eventual:,.2f} "
                       f"on-prem); {placement.tier.value} {placement.target} now: {why}"))
     return notes
-
-
-def _forecast_facts(record: JobRecord, now: float, offers: dict[str, Offer]) -> dict[str, Any]:
-    """What the capacity forecast needs of running work: nodes, what it holds on each, run time so far, and
-    its expected hours (none for a service replica, which runs until scaled down); and what moving it back
-    on-prem needs: whether it can restart (`spot_ok`, `use_spot` or `migratable`, one node only), what a
-    restart costs, its GPU type."""
-    placement = record.spec.get("placement") or {}
-    expected = None if record.service else float(placement.get("expected_hours", 1.0))
-    started = record.started_at if record.started_at is not None else now  # planned or starting: the clock starts now
-    offer = offers.get(record.offer_id or "")
-    restartable = bool(placement.get("migratable") or placement.get("spot_ok")
-                       or (record.spec.get("resources") or {}).get("use_spot"))
-    return {"name": record.name, "nodes": record.nodes if record.tier is Tier.ONPREM else (),
-            "per_node": (record.gpus or 0.0, record.cpus or 0.0, record.memory_gb or 0.0),
-            "elapsed_hours": max(now - started, 0.0) / 3600.0, "expected_hours": expected,
-            "priority": record.priority, "gpu": offer.gpu if offer is not None else None,
-            "migratable": restartable and record.state is JobState.RUNNING and not record.service
-            and int(record.spec.get("num_nodes") or 1) == 1 and offer is not None,
-            "restart_hours": placement.get("restart_hours"),
-            "preemptible": bool(placement.get("preemptible", True)) and record.state is JobState.RUNNING
-            and not record.service,
-            "max_wait_hours": duration_hours(placement["max_wait"]) if placement.get("max_wait") is not None
-            else None}
 
 
 def _status_row(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,

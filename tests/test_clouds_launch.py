@@ -17,11 +17,13 @@ from clouds.offers import DEFAULT_INVENTORY
 from clouds.private import private_provider, sky_pricing, write_sky_pricing
 from clouds.public import public_provider
 from clouds.sky_tasks import sky_name
-from placement.model import Tier
-from placement.reconciler import GAVE_UP, Failover
+from placement.model import ReasonCode, Tier
 from placement.service import Engine, ServiceConfig
+from placement.solve.state import Failover
 from placement.store import JobState
 from tests.sky_double import FakeSky
+
+GAVE_UP = ReasonCode.LAUNCH_ATTEMPTS_EXHAUSTED  # a job the core gave up on after its allowed launch attempts
 
 CATALOG = load_catalogs([SHIPPED_CATALOG_DIR]).offers
 INVENTORY = load_inventory(DEFAULT_INVENTORY)
@@ -225,6 +227,7 @@ def test_after_the_allowed_attempts_a_job_stays_pending_with_the_reason(tmp_path
     for _ in range(2):
         world.engine.round()
     assert len(world.sky.launches()) == 2 and world.job(job_id).reason_code == GAVE_UP
+    assert [kind for _, kind, _ in world.engine.store.events(job_id)].count("gave-up") == 1  # said once
 
 
 def test_a_task_skypilot_rejects_fails_the_job_without_retrying(tmp_path: Path) -> None:

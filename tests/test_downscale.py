@@ -19,7 +19,7 @@ import pytest
 from placement.model import Tier
 from placement.solve.downscale import (ActionKind, RunningWork, WorkKind, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
-from placement.spend import Accrued, CapKind, RateLimit, effective_rate_limits
+from placement.solve.limits import Accrued, CapKind, RateLimit, effective_rate_limits
 from policies.model import Caps, Policy
 
 PUBLIC, PRIVATE, ONPREM = Tier.PUBLIC, Tier.PRIVATE, Tier.ONPREM

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from placement.model import Demand, Job, Offer, ReasonCode, Sharing, Snapshot, Tier
 from placement.solve import solve_round
-from placement.spend import Accrued, effective_rate_limits, rate_caps
+from placement.solve.limits import Accrued, effective_rate_limits, rate_caps
 from placement.yamlio import ConfigError
 from policies import builtin_policy_names, load_policy
 from policies.debt import DebtSettings

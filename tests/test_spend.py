@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from placement.model import Running, Tier
-from placement.spend import (Accrued, CapKind, Periods, SpendEntry, accrued_by_scope, effective_rate_limits,
-                             rate_caps, rates_by_scope, spend_report)
+from placement.solve.limits import Accrued, CapKind, Periods, effective_rate_limits, rate_caps, rates_by_scope
+from placement.spend import SpendEntry, accrued_by_scope, spend_report
 from policies.model import Caps
 
 PUBLIC, PRIVATE, ONPREM = Tier.PUBLIC, Tier.PRIVATE, Tier.ONPREM

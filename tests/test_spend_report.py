@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from placement.model import Running, Tier
-from placement.spend import CapKind, accrued_by_scope, effective_rate_limits, spend_report
+from placement.solve.limits import CapKind, effective_rate_limits
+from placement.spend import accrued_by_scope, spend_report
 from tests.test_spend import at, caps, entry
 
 PUBLIC = Tier.PUBLIC
@@ -53,7 +54,7 @@ def test_the_report_lists_every_scope_that_spent_spends_or_is_capped_global_firs
 
 
 def test_a_fractional_moment_still_starts_its_day_at_midnight():
-    from placement.spend import Periods
+    from placement.solve.limits import Periods
 
     periods = Periods.at(at(2025, 3, 10, 7) + 0.25)
     assert periods.day_start == at(2025, 3, 10) and periods.month_start == at(2025, 3, 1)

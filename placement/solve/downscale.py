@@ -1,6 +1,6 @@
 """Which running work to reduce when its spend exceeds a cap: a small integer program.
 
-Pure: running work and each scope's $/h limit (`placement.spend.effective_rate_limits`)
+Pure: running work and each scope's $/h limit (`placement.solve.limits.effective_rate_limits`)
 in, actions with their reasons out. The caller records the actions, then carries
 them out, and marks the work they touch `pending_action` in later rounds, so a
 restart in the middle of a downscale neither repeats nor forgets it.
@@ -44,7 +44,7 @@ import numpy as np
 from placement.model import Tier
 from placement.solve import milp
 from placement.solve.ledger import GLOBAL
-from placement.spend import RateLimit, rates_by_scope, scope_name, scopes_of
+from placement.solve.limits import RateLimit, rates_by_scope, scope_name, scopes_of
 from policies.model import Policy
 
 CORE_COLUMNS = 256  # integer columns left free around the LP optimum (see _solve)
