@@ -1,5 +1,6 @@
-"""Work-limited rounds (`solver.work_limit`, what `placement replay` uses): the same state gives the same plan
-however slow the machine is, because the repack counts steps and the integer programs count nodes."""
+"""Work-limited rounds (`solver.work_limit`, the default): the same state gives the same plan however slow the
+machine is, because the repack counts steps and the integer programs count nodes (tests/test_determinism.py
+checks it on a loaded machine)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_a_time_limited_round_does_less_on_a_slow_machine(monkeypatch, request):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(repack.Repacker, "_step", counted)
-    policy = builtin_policy("balanced")
+    policy = revise(builtin_policy("balanced"), solver={"work_limit": False})
     engine.solve(instance(3), policy)
     quiet = len(steps)
     steps.clear()
