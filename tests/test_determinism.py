@@ -14,8 +14,10 @@ import dataclasses
 import importlib.util
 import json
 import os
+import gc
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -82,3 +84,25 @@ def test_a_round_gives_the_same_plan_on_a_loaded_machine():
     expected = canonical(first)
     for plan in loaded:
         assert canonical(plan) == expected
+
+
+def test_a_round_beside_other_threads_leaves_garbage_collection_on(monkeypatch):
+    """`gc.disable()` holds for the whole process: a round pauses collection only where it runs alone."""
+    seen = []
+    solve_round = engine._solve_round
+
+    def recording(*args):
+        seen.append(gc.isenabled())
+        return solve_round(*args)
+
+    monkeypatch.setattr(engine, "_solve_round", recording)
+    policy = builtin_policy("balanced")
+    snap = scale.make_snapshot(50, 10, [], SEED)
+    beside = threading.Thread(target=engine.solve, args=(snap, policy))
+    beside.start()  # this thread stays alive beside the round's
+    beside.join()
+    with monkeypatch.context() as alone:  # as in `placement plan`, the replay and the benchmark (other test
+        alone.setattr(threading, "active_count", lambda: 1)  # runs may leave Ray's threads about)
+        engine.solve(snap, policy)
+    assert seen == [True, False]
+    assert gc.isenabled()
