@@ -134,7 +134,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
         num_vars = formulation.program.num_vars
         build_seconds = perf_counter() - start
         if policy.solver.work_limit:
-            work = round_work(num_vars, len(jobs), policy.solver)
+            work = round_work(num_vars, policy.solver)
         # The time limit covers the whole round: keep back for realising and filling about what building
         # took (they walk the same jobs and options), so the solver gets the rest.
         deadline = start + policy.solver.budget_s - POST_SOLVE_SHARE * build_seconds

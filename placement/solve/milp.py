@@ -10,7 +10,9 @@ from optimal it may be.
 HiGHS can also be bounded by work (`WorkLimit`: simplex iterations, branch-and-
 bound nodes and leaves, improving solutions). It runs on one thread with a fixed
 random seed, so under a work limit the same program gives the same answer
-however loaded the machine is; the time limit is then only a safety net.
+however loaded the machine is (the relative-gap stop compares the bound and the
+incumbent that search computed, so it is reproducible too); the time limit is
+then only a safety net.
 """
 
 from __future__ import annotations

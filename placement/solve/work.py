@@ -3,7 +3,7 @@
 A round used to stop its integer program and its repack at wall-clock
 deadlines, so the same snapshot gave different plans on a quiet and on a
 loaded machine. Here every limit is a count, chosen from the model's size
-(its integer variables, the jobs) so that on the 2-core machine the project
+(its integer variables) so that on the 2-core machine the project
 is measured on, quiet, a round takes about its `solver.time_limit_s` (2 s by
 default) at 500, 2,000 and 10,000 jobs (benchmarks/placement_scale.py); a
 longer time limit buys proportionally more repack steps. The clock stays only
@@ -28,9 +28,9 @@ INTEGER_PROGRAM_SHARE = 0.4  # the integer program runs only when its estimate i
 STEP_S = 0.045  # one repack step, CPU seconds (20 ms at 10,000 jobs, 30-50 ms at 2,000; some take 0.5 s)
 MIN_REPACK_STEPS = 4  # even a round whose estimate leaves no time repacks a few nodes
 LP_ITERATIONS_PER_VARIABLE = 4  # the LP relaxation took at most 0.6 simplex iterations per variable (10,000 jobs)
-MILP_NODES = 500  # branch-and-bound nodes of the class-level integer program (it usually closes at the root)
-STEP_NODES = 100  # branch-and-bound nodes of one repack step's program
-IMPROVING_SOLUTIONS = 50
+MILP_NODES = 500  # branch-and-bound nodes of the class-level integer program (measured: it closes at the root)
+STEP_NODES = 100  # branch-and-bound nodes of one repack step's program (measured: at most 33 used)
+IMPROVING_SOLUTIONS = 50  # improving points either program may find before it stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,8 @@ class RoundWork:
     repack_step: WorkLimit
 
 
-def round_work(num_variables: int, num_jobs: int, settings: SolverSettings) -> RoundWork:
-    """The limits for a round over a class model of `num_variables` variables and `num_jobs` pending jobs."""
+def round_work(num_variables: int, settings: SolverSettings) -> RoundWork:
+    """The limits for a round over a class model of `num_variables` variables."""
     budget = settings.time_limit_s
     milp_s = MILP_S_PER_VARIABLE_POWER * num_variables ** 1.5
     runs_milp = settings.max_nodes is not None or milp_s <= INTEGER_PROGRAM_SHARE * budget
