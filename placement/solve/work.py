@@ -25,7 +25,7 @@ from policies.model import SolverSettings
 ROUND_S_PER_VARIABLE = 1.0e-4  # building the model, the LP, realising, filling and the reasons, per class variable
 MILP_S_PER_VARIABLE_POWER = 5e-6  # the integer program's root node: about this x variables^1.5 seconds
 INTEGER_PROGRAM_SHARE = 0.4  # the integer program runs only when its estimate is within this share of the budget
-STEP_S = 0.045  # one repack step, CPU seconds (20 ms at 10,000 jobs, 30-50 ms at 2,000; some take 0.5 s)
+STEP_S = 0.04  # one repack step, CPU seconds (20 ms at 10,000 jobs, 30-50 ms at 500 and 2,000; some take 0.5 s)
 MIN_REPACK_STEPS = 4  # even a round whose estimate leaves no time repacks a few nodes
 LP_ITERATIONS_PER_VARIABLE = 4  # the LP relaxation took at most 0.6 simplex iterations per variable (10,000 jobs)
 MILP_NODES = 500  # branch-and-bound nodes of the class-level integer program (measured: it closes at the root)
