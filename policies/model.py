@@ -113,20 +113,24 @@ SAFETY_FACTOR = 20.0  # a work-limited round's wall-clock safety net, in time li
 class SolverSettings(_Strict):
     backend: Literal["highs", "cbc"] = Field("highs", description="HiGHS (through highspy) or PuLP's bundled CBC.")
     time_limit_s: float = Field(2.0, gt=0, description=(
-        "Wall-clock budget of a whole placement round: the integer program gets what building, realising "
-        "and explaining leave (the LP relaxation at least a quarter of it), and repacking nodes whatever "
-        "is left after that."))
+        "What a placement round may take. Bounded by work (the default), the round's work limits are sized so "
+        "that a round takes about this long on the reference machine, and the clock is only a safety net at "
+        "20 x this; bounded by the clock, it is the round's deadline: the integer program gets what building, "
+        "realising and explaining leave (the LP relaxation at least a quarter of it), and repacking nodes "
+        "whatever is left after that."))
     mip_rel_gap: float = Field(0.001, ge=0, lt=1)
     aggregate: bool = Field(True, description="Solve over job classes and node groups (fast); "
                                               "false builds one variable per job and offer (exact, small instances).")
-    work_limit: bool = Field(False, description=(
-        "Bound the round by work, not by the clock, so the same state gives the same plan on any machine load "
-        "(`placement replay` turns this on): the repack takes at most `repack_steps` steps, the integer programs "
-        "stop after `max_nodes` branch-and-bound nodes, and 20 x `time_limit_s` is only a safety net, logged "
-        "when a round reaches it."))
-    repack_steps: int = Field(48, ge=0, description="Repack steps per round when `work_limit` is on.")
-    max_nodes: int = Field(2000, ge=1, description="Branch-and-bound nodes per integer program when `work_limit` "
-                                                   "is on (HiGHS; CBC has no such limit here).")
+    work_limit: bool = Field(True, description=(
+        "Bound the round by work, not by the clock, so the same state gives the same plan on any machine load: "
+        "simplex iterations, branch-and-bound nodes and repack steps sized from the model "
+        "(placement/solve/work.py), with 20 x `time_limit_s` only a safety net, logged as an error when a round "
+        "reaches it. false: wall-clock deadlines (faster on a quiet machine, different plans under load)."))
+    repack_steps: int | None = Field(None, ge=0, description=(
+        "Repack steps per work-limited round; default: sized from the model to fit `time_limit_s`."))
+    max_nodes: int | None = Field(None, ge=1, description=(
+        "Branch-and-bound nodes per integer program of a work-limited round (HiGHS; CBC has no such limit "
+        "here); default: sized from the model. Given, the class-level integer program runs at any size."))
 
     @property
     def budget_s(self) -> float:

@@ -1,5 +1,6 @@
-"""Work-limited rounds (`solver.work_limit`, what `placement replay` uses): the same state gives the same plan
-however slow the machine is, because the repack counts steps and the integer programs count nodes."""
+"""Work-limited rounds (`solver.work_limit`, the default): the same state gives the same plan however slow the
+machine is, because the repack counts steps and the integer programs count nodes (tests/test_determinism.py
+checks it on a loaded machine)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_a_time_limited_round_does_less_on_a_slow_machine(monkeypatch, request):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(repack.Repacker, "_step", counted)
-    policy = builtin_policy("balanced")
+    policy = revise(builtin_policy("balanced"), solver={"work_limit": False})
     engine.solve(instance(3), policy)
     quiet = len(steps)
     steps.clear()
@@ -67,3 +68,39 @@ def test_a_time_limited_round_does_less_on_a_slow_machine(monkeypatch, request):
     steps.clear()
     engine.solve(instance(3), revise(policy, solver={"work_limit": True, "repack_steps": 5}))
     assert len(steps) == min(5, quiet)  # bounded by the step count, not cut short by the slow clock
+
+
+def test_the_work_limits_grow_with_the_budget_and_shrink_with_the_model():
+    """More time buys more repack steps; a larger model leaves fewer; past a size the integer program is left out
+    (its root node alone outlasts the budget), unless the policy names its node limit."""
+    from placement.solve.work import MIN_REPACK_STEPS, round_work
+    from policies.model import SolverSettings
+
+    default, longer = SolverSettings(), SolverSettings(time_limit_s=16.0)
+    small, large = round_work(1_000, default), round_work(10_000, default)
+    assert small.integer_program is not None and large.integer_program is None
+    assert small.repack_steps > large.repack_steps >= MIN_REPACK_STEPS
+    assert round_work(1_000, longer).repack_steps > small.repack_steps
+    assert round_work(10_000, longer).integer_program is not None
+    assert round_work(1_000_000, default).repack_steps == MIN_REPACK_STEPS
+    assert large.relaxation.iterations >= 10_000  # the LP used 0.2 iterations per variable at 10,000 jobs
+    named = round_work(10_000, SolverSettings(max_nodes=50, repack_steps=7))
+    assert named.integer_program.nodes == 50 and named.repack_steps == 7 and named.repack_step.nodes == 50
+
+
+def test_a_round_gets_the_limits_of_its_size(monkeypatch):
+    """The engine hands the repack the step count and step limits `round_work` sized, and skips them on the clock."""
+    seen = []
+    run = repack.Repacker.run
+
+    def recording(self, *args):
+        seen.append((self.max_steps, self.work))
+        return run(self, *args)
+
+    monkeypatch.setattr(repack.Repacker, "run", recording)
+    policy = builtin_policy("balanced")
+    engine.solve(instance(3), policy)
+    engine.solve(instance(3), revise(policy, solver={"work_limit": False}))
+    (steps, work), clock = seen
+    assert steps > 0 and work.nodes is not None
+    assert clock == (None, None)

@@ -33,6 +33,7 @@ fast, and how close to optimal that is: `_solve`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
@@ -45,12 +46,15 @@ from placement.model import Tier
 from placement.solve import milp
 from placement.solve.ledger import GLOBAL
 from placement.solve.limits import RateLimit, rates_by_scope, scope_name, scopes_of
-from policies.model import Policy
+from policies.model import SAFETY_FACTOR, Policy
 
 CORE_COLUMNS = 256  # integer columns left free around the LP optimum (see _solve)
 CORE_GAP = 1e-4  # relative gap the core program is solved to
+CORE_NODES = 5000  # branch-and-bound nodes the core program may take (work, not time; see _solve)
 IDLE_COST = 0.001  # $ charged for stopping idle work: near nothing, yet fewer stops beat more
 _TOL = 1e-6  # $/h
+
+log = logging.getLogger(__name__)
 
 
 class WorkKind(StrEnum):
@@ -127,7 +131,7 @@ class DownscalePlan:
     scopes: tuple[ScopeOutcome, ...]  # the scopes acted on, global first
     value_lost: float
     lower_bound: float  # no plan meeting the same targets loses less (the LP relaxation; 0 without one)
-    method: str  # "none", "milp", "milp-time-limit", or "rounded" / "greedy" (see _solve)
+    method: str  # "none", "milp", "milp-work-limit", "milp-time-limit", or "rounded" / "greedy" (see _solve)
     seconds: float
 
     @property
@@ -203,7 +207,9 @@ def plan_downscale(work: Iterable[RunningWork], limits: Mapping[str, RateLimit],
     allowance = _replica_allowance(work)
     needs = _needs(groups, allowance, rates, targets)
 
-    counts, method, lower_bound = _solve(groups, allowance, needs, settings.time_limit_s)
+    # Bounded by work: the downscale time limit, like the round's, is only a far safety net.
+    counts, method, lower_bound = _solve(groups, allowance, needs, SAFETY_FACTOR * settings.time_limit_s,
+                                         policy.solver.backend)
     chosen = _assign(groups, counts)
 
     saved: dict[str, float] = defaultdict(float)
@@ -311,7 +317,7 @@ def _program(groups: list[_Group], allowance: Mapping[str, int],
 
 
 def _solve(groups: list[_Group], allowance: Mapping[str, int], needs: Mapping[str, float],
-           time_limit_s: float) -> tuple[Counts, str, float]:
+           time_limit_s: float, backend: str = "highs") -> tuple[Counts, str, float]:
     """Counts per (group, option), how they were found, and the LP lower bound on the value lost.
 
     HiGHS on the whole model takes 1-2 s to prove optimality on 2,000 near-alike
@@ -321,47 +327,35 @@ def _solve(groups: list[_Group], allowance: Mapping[str, int], needs: Mapping[st
     (and any fractional one) free, fix every other column at its LP value, and
     solve that small integer program to CORE_GAP. On that instance it took
     0.05-0.5 s and lost at most 0.22% more value than the full optimum; models
-    with at most CORE_COLUMNS columns are solved whole. If HiGHS stops at its
-    time limit its best plan is taken ("milp-time-limit"); with no plan at all,
-    the LP's integer part is completed greedily ("rounded"), or, without an LP,
-    everything is ("greedy").
+    with at most CORE_COLUMNS columns are solved whole. Both programs go through
+    `milp.solve` with the policy's solver backend; the core program is bounded
+    by CORE_NODES branch-and-bound nodes, so the same work gives the same
+    actions on any machine load, and `time_limit_s` is a safety net, logged when
+    reached. If HiGHS stops at a limit its best plan is taken ("milp-work-limit",
+    "milp-time-limit"); with no plan at all, the LP's integer part is completed
+    greedily ("rounded"), or, without an LP, everything is ("greedy").
     """
-    import highspy
-
     lp, keys = _program(groups, allowance, needs)
     if lp.num_vars == 0:
         return {}, "milp", 0.0
-    h = milp._quiet_highs()
-    h.setOptionValue("time_limit", float(time_limit_s))
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("mip_rel_gap", CORE_GAP)
-    n = lp.num_vars
-    cols = np.arange(n, dtype=np.int32)
-    h.addVars(n, np.zeros(n), np.asarray(lp.upper, dtype=float))
-    h.changeColsCost(n, cols, np.asarray(lp.cost, dtype=float))
-    starts = np.concatenate(([0], np.cumsum([len(r) for r in lp.row_index[:-1]]))).astype(np.int32)
-    h.addRows(len(lp.row_upper), np.full(len(lp.row_upper), -highspy.kHighsInf), np.asarray(lp.row_upper),
-              sum(len(r) for r in lp.row_index), starts,
-              np.fromiter((i for r in lp.row_index for i in r), dtype=np.int32),
-              np.fromiter((c for r in lp.row_coef for c in r), dtype=float))
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+    relaxed = milp.solve(lp, integer=False, backend=backend, time_limit_s=time_limit_s)
+    if not relaxed.optimal:
         return _prune(groups, _greedy(groups, allowance, needs), needs), "greedy", 0.0
-    relaxed = h.getSolution()
-    lower_bound = h.getInfo().objective_function_value
-    values = np.asarray(relaxed.col_value)
+    lower_bound = relaxed.objective
+    values = np.asarray(relaxed.values)
     settled = np.round(values)
     core = np.abs(values - settled) > 1e-9
-    core[np.argsort(np.abs(np.asarray(relaxed.col_dual)), kind="stable")[:CORE_COLUMNS]] = True
-    h.changeColsBounds(n, cols, np.where(core, 0.0, settled), np.where(core, lp.upper, settled))
-    h.changeColsIntegrality(n, cols, np.full(n, highspy.HighsVarType.kInteger))
-    h.run()
-    if h.getInfo().primal_solution_status != 2:  # nothing feasible in time
+    core[np.argsort(np.abs(np.asarray(relaxed.reduced_costs)), kind="stable")[:CORE_COLUMNS]] = True
+    exact = milp.solve(lp.fixed(settled.tolist(), core.tolist()), integer=True, backend=backend,
+                       time_limit_s=time_limit_s, mip_rel_gap=CORE_GAP, work=milp.WorkLimit(nodes=CORE_NODES))
+    if exact.timed_out:
+        log.error("downscaling's core program reached its wall-clock safety net (%.1f s)", time_limit_s)
+    if exact.values is None:  # nothing feasible within the limits
         floor = {key: int(x + 1e-9) for key, x in zip(keys, values) if x > 1 - 1e-9}
         return _prune(groups, _greedy(groups, allowance, needs, floor), needs), "rounded", lower_bound
-    counts = {key: round(x) for key, x in zip(keys, h.getSolution().col_value) if round(x) > 0}
-    proven = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    return counts, "milp" if proven else "milp-time-limit", lower_bound
+    counts = {key: round(x) for key, x in zip(keys, exact.values) if round(x) > 0}
+    method = "milp" if exact.optimal else "milp-time-limit" if exact.timed_out else "milp-work-limit"
+    return counts, method, lower_bound
 
 
 def _greedy(groups: list[_Group], allowance: Mapping[str, int], needs: Mapping[str, float],

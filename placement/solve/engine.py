@@ -4,7 +4,7 @@
    nodes that free first for the most valuable large waiting job per GPU type (reserve: other work may
    use them only if it ends first), and price each queued job as waiting until its forecast start.
 1. Group offers, class jobs, price every worthwhile option (candidates).
-2. Solve the class-level integer program under the policy's time limit (formulation, milp).
+2. Solve the class-level integer program within the round's work limits (formulation, milp, work).
 3. Realise the class counts job by job through the capacity ledger: the
    longest jobs of a class take its cheapest-per-hour slots, the most valuable
    jobs are placed first, each GPU job on the node whose free CPUs and memory
@@ -15,8 +15,8 @@
    ledger, this step is the priority-ordered greedy, which is also the answer
    whenever the solver finds no integer solution in time.
 5. Keep the better of that plan and the greedy's, and repack a few on-prem
-   nodes at a time exactly in the time left (repack), winning back what
-   packing the model's counts onto nodes lost.
+   nodes at a time exactly, for as many steps as the work limits give (repack),
+   winning back what packing the model's counts onto nodes lost.
 6. Move running cloud work back to the on-prem capacity left free when that saves more than its restart
    (migrate), let queued jobs displace lower-priority on-prem work when that is worth it (preempt), and give
    every queued job its reason.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ from placement.solve.reserve import holds, plan_reservations, with_reservations
 from placement.solve.formulation import formulate
 from placement.solve.ledger import CapacityLedger, Chosen, placement_of
 from placement.solve.repack import Repacker
+from placement.solve.work import RoundWork, round_work
 from policies.model import Policy
 
 POST_SOLVE_SHARE = 2.0  # realise + fill + reasons take up to about 2x the build time (benchmarks/placement_scale.py)
@@ -83,20 +85,22 @@ def solve_round(snapshot: Snapshot, policy: Policy, *, method: str = "milp") -> 
 
 @contextmanager
 def _without_gc_pauses() -> Iterator[None]:
-    """No cyclic garbage collection while a round runs.
+    """No cyclic garbage collection while a round runs, where the round is the process's only Python thread.
 
-    A full collection walks every object the round has built: at 10,000 jobs
-    each took 40-90 ms, several times a round, and one landing late pushed
-    the round past its time limit. A round makes next to no cyclic garbage
-    (reference counting frees the rest), so collections wait until it ends.
+    A full collection walks every object the round has built: at 10,000 jobs the collections took 0.2 s of
+    the round's 1.9 s of CPU (measured with work limits, where they change only the round's time, never its
+    plan). A round makes next to no cyclic garbage (reference counting frees the rest), so collections wait
+    until it ends. `gc.disable` holds for the whole process, so beside other threads (the service is a
+    threaded Ray actor) it would stop their collections too: there collection stays on.
     """
-    was_enabled = gc.isenabled()
+    if not gc.isenabled() or threading.active_count() > 1:
+        yield
+        return
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        gc.enable()
 
 
 def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult:
@@ -124,14 +128,17 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     build_seconds = solve_seconds = 0.0
     status, used, bound, num_vars = "greedy", "greedy", None, 0
     placed: dict[str, Chosen] = {}
+    work: RoundWork | None = None
     if method == "milp" and classes:
         formulation = formulate(classes, ledger)
         num_vars = formulation.program.num_vars
         build_seconds = perf_counter() - start
+        if policy.solver.work_limit:
+            work = round_work(num_vars, policy.solver)
         # The time limit covers the whole round: keep back for realising and filling about what building
         # took (they walk the same jobs and options), so the solver gets the rest.
         deadline = start + policy.solver.budget_s - POST_SOLVE_SHARE * build_seconds
-        values, status, bound = _solve_counts(formulation, policy, deadline)
+        values, status, bound = _solve_counts(formulation, policy, deadline, work)
         solve_seconds = perf_counter() - start - build_seconds
         if values is not None:
             used = "milp"
@@ -151,11 +158,11 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
             used, ledger, placed = "greedy (better than the MILP's packing)", greedy_ledger, greedy_placed
         # What is left of the round's time goes to repacking nodes where the packing lost what the model
         # counted on.
-        repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs)
+        limits = {"max_steps": work.repack_steps, "work": work.repack_step} if work is not None else {}
+        repacker = Repacker({j.id: j for j in jobs}, ledger, placed, ranked, queue_costs, **limits)
         settings = policy.solver
-        limits = {"max_steps": settings.repack_steps, "max_nodes": settings.max_nodes} if settings.work_limit else {}
         repack_start = perf_counter()
-        repacks = repacker.run(start + settings.budget_s - REASONS_SHARE * build_seconds, settings.backend, **limits)
+        repacks = repacker.run(start + settings.budget_s - REASONS_SHARE * build_seconds, settings.backend)
         repack_seconds = perf_counter() - repack_start
         if repacks:
             used += f" + {repacks} repacks"
@@ -208,27 +215,30 @@ def look_ahead(snapshot: Snapshot, jobs: tuple[Job, ...], policy: Policy
     return snapshot, groups, forecast, reservations
 
 
-def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[float] | None, str, float | None]:
+def _solve_counts(formulation, policy: Policy, deadline: float, work: RoundWork | None
+                  ) -> tuple[list[float] | None, str, float | None]:
     """Class counts: the integer program's, or the LP relaxation's (realised by rounding) when that is as good.
 
     The LP is solved first: when it is integral, or rounding it down loses less
-    than the policy's gap, or the time limit leaves no room, its values are
-    used, and `_realise` rounds them. Otherwise the integer program gets the
-    remaining time, at most MILP_SHARE of the time limit, starting from the
-    rounded-down LP point (feasible: every row has non-negative coefficients,
-    so HiGHS prunes against it from the start: 0.84 s -> 0.66 s at 2,000 jobs).
-    Its answer is used when it is optimal, or when it stopped on time with a
-    point already within the policy's gap of the bound; else the rounded LP
-    is (time-limited points further from the bound measured no better). The
-    cap keeps time for the repack: on a loaded machine the integer program
-    alone took the whole round on one 2,000-job instance (1.030 x the LP
-    bound, no repack; capped, 1.020-1.024). Returns (values, status, lower
-    bound of the class model).
+    than the policy's gap, or the round's work limits leave the integer program
+    out (a model too large for it to pay its way: at 10,000 jobs its root node
+    alone took 6.5 s), or the time limit leaves no room, its values are used,
+    and `_realise` rounds them. Otherwise the integer program runs, within its
+    work limit (or at most MILP_SHARE of the time limit when bounded by the
+    clock), starting from the rounded-down LP point (feasible: every row has
+    non-negative coefficients, so HiGHS prunes against it from the start: 0.84
+    s -> 0.66 s at 2,000 jobs). Its answer is used when it is optimal, or when
+    it stopped with a point already within the policy's gap of the bound; else
+    the rounded LP is (points further from the bound measured no better).
+    Returns (values, status, lower bound of the class model).
     """
     settings = policy.solver
     program = formulation.program
     relaxed = milp.solve(program, integer=False, backend=settings.backend,
-                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SHARE * settings.budget_s))
+                         time_limit_s=max(deadline - perf_counter(), MIN_LP_SHARE * settings.budget_s),
+                         work=work.relaxation if work is not None else None)
+    if work is not None and relaxed.timed_out:
+        log.error("a work-limited round's LP relaxation reached its wall-clock safety net")
     if relaxed.values is None:
         return None, relaxed.status, None
     if not relaxed.optimal:  # stopped early: its point is feasible, but its objective bounds nothing
@@ -239,16 +249,18 @@ def _solve_counts(formulation, policy: Policy, deadline: float) -> tuple[list[fl
     floored_objective = program.offset + sum(c * f for c, f in zip(program.cost, floored))
     if floored_objective - relaxed.objective <= settings.mip_rel_gap * abs(relaxed.objective):
         return relaxed.values, "LP rounded (within the gap)", relaxed.objective
+    if work is not None and work.integer_program is None:
+        return relaxed.values, "LP rounded (the model is too large for the integer program)", relaxed.objective
     remaining = min(deadline - perf_counter(), MILP_SHARE * settings.budget_s)
     if remaining <= 0.05:
-        if settings.work_limit:
-            log.warning("a work-limited round reached its wall-clock safety net before the integer program")
+        if work is not None:
+            log.error("a work-limited round reached its wall-clock safety net before the integer program")
         return relaxed.values, "LP rounded (no time left for the integer program)", relaxed.objective
     exact = milp.solve(program, integer=True, backend=settings.backend, time_limit_s=remaining,
                        mip_rel_gap=settings.mip_rel_gap, start=[float(f) for f in floored],
-                       max_nodes=settings.max_nodes if settings.work_limit else None)
-    if settings.work_limit and "time limit" in exact.status.lower():
-        log.warning("a work-limited round's integer program reached its wall-clock safety net (%.1f s)", remaining)
+                       work=work.integer_program if work is not None else None)
+    if work is not None and exact.timed_out:
+        log.error("a work-limited round's integer program reached its wall-clock safety net (%.1f s)", remaining)
     bound = max(relaxed.objective, exact.bound)
     if exact.values is not None and exact.optimal:
         return exact.values, exact.status, bound

@@ -10,8 +10,10 @@ those nodes as a small integer program: GPUs (fractions as they pack), CPUs,
 memory and the teams' on-prem quotas per node. The repack is then applied
 through the ledger (per-GPU packing, caps, quotas); it is kept only when the
 plan's objective drops, otherwise everything it touched is put back. Steps
-stop at the round's deadline or after enough fruitless tries; the node choice
-is seeded, so the same input gives the same plan.
+stop after the round's step count (work-limited rounds; each step's program
+bounded by work too) or at its deadline (clock-limited rounds), or after enough
+fruitless tries; the node choice is seeded, so the same input gives the same
+plan.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ NODES_PER_STEP = 4  # nodes repacked together: enough to trade jobs between them
 OUTSIDERS_PER_STEP = 10  # outside jobs offered to a step: half those that gain most per share of a node, half drawn
 TARGETS = 8  # each step aims at one of the outside jobs that gain most, drawn from this many
 FRUITLESS_STEPS = 24  # consecutive steps without a gain, per group, before the group is left alone
-STEP_TIME_S = 0.03  # a step's program usually solves in under 15 ms; a hard one keeps its best point by then
+STEP_TIME_S = 0.03  # clock-limited rounds: a step's program usually solves in 15 ms; a hard one keeps its best by then
 STEP_GAP = 0.01
 SMALLEST_SHARE = 0.05  # a CPU job's gain per share is counted as if it held at least this much of a node
 _EPS = 1e-9
@@ -59,14 +61,15 @@ class Repacker:
     placed: dict[str, Chosen]
     ranked: dict[str, list[tuple[float, int, SignatureOption]]]
     queue_costs: dict[str, float]
+    max_steps: int | None = None  # work-limited rounds: at most this many steps
+    work: milp.WorkLimit | None = None  # work-limited rounds: what each step's program may do
     spanned: set[int] = field(default_factory=set)  # id() of nodes holding part of a multi-node job
-    max_nodes: int | None = None  # branch-and-bound nodes per step's program (work-limited rounds)
 
-    def run(self, deadline: float, backend: str, max_steps: int | None = None, max_nodes: int | None = None) -> int:
+    def run(self, deadline: float, backend: str) -> int:
         """Repack until the deadline or until no group yields; returns how many repacks were kept.
 
-        With `max_steps` the repack is bounded by work instead (at most that many steps, each program at most
-        `max_nodes` branch-and-bound nodes), and the deadline is only a safety net, logged when reached."""
+        With `max_steps` the repack is bounded by work instead (at most that many steps, each program within
+        `work`), and the deadline is only a safety net, logged as an error when reached."""
         by_group: dict[int, list[Job]] = defaultdict(list)  # the single-node jobs that could run on a group
         for job_id in sorted(self.ranked):
             job = self.jobs[job_id]
@@ -82,11 +85,10 @@ class Repacker:
         potential = {index: math.inf for index in sorted(by_group) if len(self.ledger.nodes[index]) > 1}
         fruitless = dict.fromkeys(potential, 0)
         kept = steps = 0
-        self.max_nodes = max_nodes
-        while max_steps is None or steps < max_steps:
+        while self.max_steps is None or steps < self.max_steps:
             if perf_counter() >= deadline:
-                if max_steps is not None:
-                    log.warning("a work-limited repack reached its wall-clock safety net after %d steps", steps)
+                if self.max_steps is not None:
+                    log.error("a work-limited repack reached its wall-clock safety net after %d steps", steps)
                 break
             steps += 1
             live = [i for i in potential if fruitless[i] < FRUITLESS_STEPS and potential[i] > _EPS]
@@ -145,9 +147,9 @@ class Repacker:
         position = {id(n): k for k, n in enumerate(nodes)}
         now = {i: position[id(self.ledger.held[job_id][0])] for i, job_id in enumerate(inside)}
         left = max(deadline - perf_counter(), 0.01)
-        time_limit = left if self.max_nodes is not None else min(STEP_TIME_S, left)
+        time_limit = left if self.work is not None else min(STEP_TIME_S, left)
         assignment = _assign(nodes[0].offer, len(nodes), candidates, now, self.ledger, current, time_limit, backend,
-                             self.max_nodes)
+                             self.work)
         whole = len(nodes) == len(self.ledger.nodes[index]) and len(offered) == len(outsiders)
         return assignment is not None and self._apply(index, nodes, candidates, assignment), potential, whole
 
@@ -264,7 +266,8 @@ def _packing_order(c: Candidate) -> tuple:
 
 
 def _assign(offer: Offer, node_count: int, candidates: list[Candidate], now: dict[int, int], ledger: CapacityLedger,
-            current: float, time_limit: float, backend: str, max_nodes: int | None = None) -> dict[int, int] | None:
+            current: float, time_limit: float, backend: str, work: milp.WorkLimit | None = None
+            ) -> dict[int, int] | None:
     """The best assignment of candidates to `node_count` empty nodes like `offer`, if it beats `current`.
 
     `now` (candidate index -> node index, the jobs already there) is where the
@@ -314,7 +317,7 @@ def _assign(offer: Offer, node_count: int, candidates: list[Candidate], now: dic
             freed = sum(c.held_gpus for c in candidates if c.job.team == team)
             lp.add_row([v for v, _ in entries], [g for _, g in entries], max(left + freed, 0.0))
     solution = milp.solve(lp, integer=True, backend=backend, time_limit_s=time_limit, mip_rel_gap=STEP_GAP,
-                          start=start, max_nodes=max_nodes)
+                          start=start, work=work)
     if solution.values is None or solution.objective >= current - 1e-6:
         return None
     return {i: n for (i, n), value in zip(variables, solution.values) if value > 0.5}
