@@ -370,7 +370,7 @@ def up(
     from placement import observability
     from placement.lifecycle import UpError
     from placement.lifecycle import up as start
-    from placement.service import ServiceConfig, default_store_path
+    from placement.wiring import ServiceConfig, default_store_path
 
     config = ServiceConfig(store_path=str((store or default_store_path()).expanduser().absolute()), policy=policy,
                            inventory=str(inventory) if inventory else None,
