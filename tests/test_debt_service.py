@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import placement.cli as cli
+import placement.cli.common as cli_common
 from clouds.energy import grid_intensity, pue
 from clouds.telemetry_samples import AgentStatus, Batch, GpuSample, ProcessSample
 from placement.model import Tier
@@ -164,10 +165,10 @@ def test_explain_shows_the_jobs_flags(history) -> None:
 
 
 def test_cli_debt(history, tmp_path: Path, monkeypatch) -> None:
-    """The command as typed, with the Ray service call replaced by the engine it would reach (`_ask` is the boundary)."""
+    """The command as typed, with the Ray service call replaced by the engine it would reach (`cli.common.ask` is the boundary)."""
     engine, ids = history
-    monkeypatch.setattr(cli, "_service", lambda address: engine)
-    monkeypatch.setattr(cli, "_ask", lambda method, *args: json.loads(json.dumps(method(*args))))
+    monkeypatch.setattr(cli_common, "service_handle", lambda address: engine)
+    monkeypatch.setattr(cli_common, "ask", lambda method, *args: json.loads(json.dumps(method(*args))))
     runner = CliRunner()
     plot = tmp_path / "cli.png"
     result = runner.invoke(cli.app, ["debt", "--since", "1d", "--plot", str(plot), "--json"], catch_exceptions=False)
@@ -231,8 +232,8 @@ def test_a_finished_jobs_figures_are_its_checkpoint_and_what_came_after(history)
 
 def test_cli_status_has_energy_and_carbon_columns_and_totals(history, monkeypatch) -> None:
     engine, ids = history
-    monkeypatch.setattr(cli, "_service", lambda address: engine)
-    monkeypatch.setattr(cli, "_ask", lambda method, *args: json.loads(json.dumps(method(*args))))
+    monkeypatch.setattr(cli_common, "service_handle", lambda address: engine)
+    monkeypatch.setattr(cli_common, "ask", lambda method, *args: json.loads(json.dumps(method(*args))))
     result = CliRunner().invoke(cli.app, ["status"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "kWh" in result.output and "kg CO2e" in result.output
