@@ -59,7 +59,7 @@ class JobStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class ScopeSpend:
+class SpendRow:
     """One scope in `spend`: its rate now, accrued and projected spend, and what its caps allow now."""
 
     scope: str

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from clouds.base import Provider
 from placement.answers import (AlternativeOption, Explanation, Forecast, JobEvent, JobStatus, ReservationAnswer,
-                               RightsizingOption, ScopeSpend)
+                               RightsizingOption, SpendRow)
 from placement.caps import CapGuard
 from placement.debt_accounting import DebtAccounting
 from placement.job_reader import JobReader
@@ -36,9 +36,9 @@ class Queries:
         self.jobs = jobs
         self.providers = providers
 
-    def spend(self, team: str | None = None) -> list[ScopeSpend]:
+    def spend(self, team: str | None = None) -> list[SpendRow]:
         """Spend per scope against its caps: rate now, accrued today and this month, projections."""
-        return [ScopeSpend(scope=row.scope, usd_per_hour=round(row.rate_per_hour, 4),
+        return [SpendRow(scope=row.scope, usd_per_hour=round(row.rate_per_hour, 4),
                            today_usd=round(row.accrued_today, 2), month_usd=round(row.accrued_month, 2),
                            projected_day_usd=round(row.projected_day, 2),
                            projected_month_usd=round(row.projected_month, 2),

@@ -13,7 +13,10 @@ down), `service` (submit, status, spend, load, explain, debt, cancel, logs), and
 
 from __future__ import annotations
 
-from placement.cli import cluster, service, specs  # noqa: F401  (each registers its commands on `app`)
+# Each group registers its commands on `app` as it is imported, in the order `--help` lists them.
+from placement.cli import specs  # noqa: F401, I001
+from placement.cli import cluster  # noqa: F401, I001
+from placement.cli import service  # noqa: F401, I001
 from placement.cli.common import app
 from placement.replay.command import replay  # the command lives with its package
 
