@@ -68,7 +68,7 @@ class Engine:
         self.config = config
         self.clock = clock
         parts = wire(config, providers)
-        self._policy, self.store, self.providers = parts.policy, parts.store, dict(parts.providers)
+        self._policy, self.store, self.providers = parts.policy, parts.store, parts.providers
         self.static_offers, self.pool_quotas = parts.static_offers, parts.pool_quotas
         offers_by_id = {o.id: o for o in self.static_offers}  # one dict: the reconciler, caps and debt read it
         self.reconciler = Reconciler(self.store, self.providers, clock, on_error, offers=offers_by_id,

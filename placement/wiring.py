@@ -7,7 +7,6 @@ runs rounds and answers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,10 +62,10 @@ class Wiring:
     store: Store
     static_offers: tuple[Offer, ...]  # private pools' and public catalogs' offers (on-prem ones come live)
     pool_quotas: tuple[tuple[str, float], ...]  # private pool -> its quota, by name
-    providers: Mapping[Tier, Provider]  # a tier without one is still placed: its placements are only recorded
+    providers: dict[Tier, Provider]  # a tier without one is still placed: its placements are only recorded
 
 
-def wire(config: ServiceConfig, providers: Mapping[Tier, Provider]) -> Wiring:
+def wire(config: ServiceConfig, providers: dict[Tier, Provider]) -> Wiring:
     """The policy, store, static offers and providers of `config`; `providers` are the caller's (on-prem, test
     doubles), which win over the SkyPilot ones `config.clouds` adds."""
     policy = load_policy(config.policy)
@@ -84,5 +83,5 @@ def wire(config: ServiceConfig, providers: Mapping[Tier, Provider]) -> Wiring:
         from clouds.public import public_provider
 
         providers = {Tier.PUBLIC: public_provider(list(static_offers), autostop_minutes=config.autostop_minutes),
-                     Tier.PRIVATE: private_provider(inventory)} | dict(providers)
+                     Tier.PRIVATE: private_provider(inventory)} | providers
     return Wiring(policy, store, static_offers, tuple(sorted(inventory.pool_quotas().items())), providers)
