@@ -134,12 +134,12 @@ def env_values(env: list[str] | None, env_file: Path | None) -> dict[str, str]:
     return values
 
 
-
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, "
                                                    "else the cluster `placement up` started).")]
 
 
 def service_handle(address: str | None):
+    """The running service (`placement.client.service`): attached to its Ray cluster, or ServiceUnavailable."""
     from placement.client import service
 
     return service(address)
