@@ -18,7 +18,8 @@ from typing import Any
 import ray
 
 from placement.metrics import over_max_wait
-from placement.service import Engine, RoundReport, ServiceConfig
+from placement.service import Engine, RoundReport
+from placement.wiring import ServiceConfig
 from placement.web.history import History, RoundPoint, SpendPoint
 from placement.web.server import StatusPageServer
 

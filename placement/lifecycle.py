@@ -20,7 +20,7 @@ import ray
 from placement.actor import find_service, start_service
 from placement.cluster import (ClusterError, connect, find_address, read_state, start_local, stop_local,
                                try_connect, write_state)
-from placement.service import ServiceConfig
+from placement.wiring import ServiceConfig
 
 START_TIMEOUT_S = 120.0  # a new service loads its inventory, catalogs and store before it first answers
 

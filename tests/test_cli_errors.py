@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 import placement.client
 from placement.actor import NAMESPACE, SERVICE_NAME, find_service
-from placement.cli import UNAVAILABLE_EXIT, app
+from placement.cli import app
+from placement.cli.common import UNAVAILABLE_EXIT
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

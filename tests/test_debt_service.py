@@ -15,10 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 import placement.cli as cli
+import placement.cli.common as cli_common
 from clouds.energy import grid_intensity, pue
 from clouds.telemetry_samples import AgentStatus, Batch, GpuSample, ProcessSample
 from placement.model import Tier
-from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
+from placement.debt_accounting import SAMPLE_LAG_S
+from placement.service import Engine, ServiceConfig
 from placement.store import Intent, JobChange, JobState, NewJob, Store
 
 GIB = 1024 ** 3
@@ -163,10 +165,10 @@ def test_explain_shows_the_jobs_flags(history) -> None:
 
 
 def test_cli_debt(history, tmp_path: Path, monkeypatch) -> None:
-    """The command as typed, with the Ray service call replaced by the engine it would reach (`_ask` is the boundary)."""
+    """The command as typed, with the Ray service call replaced by the engine it would reach (`cli.common.ask` is the boundary)."""
     engine, ids = history
-    monkeypatch.setattr(cli, "_service", lambda address: engine)
-    monkeypatch.setattr(cli, "_ask", lambda method, *args: json.loads(json.dumps(method(*args))))
+    monkeypatch.setattr(cli_common, "service_handle", lambda address: engine)
+    monkeypatch.setattr(cli_common, "ask", lambda method, *args: json.loads(json.dumps(method(*args))))
     runner = CliRunner()
     plot = tmp_path / "cli.png"
     result = runner.invoke(cli.app, ["debt", "--since", "1d", "--plot", str(plot), "--json"], catch_exceptions=False)
@@ -194,7 +196,7 @@ def test_status_shows_each_jobs_energy_and_carbon_as_debt_works_them_out(history
     for key in "abce":
         assert live[ids[key]] == pytest.approx((whole[ids[key]]["energy_kwh"], whole[ids[key]]["carbon_kg"]),
                                                abs=1e-4), key
-    assert engine.assess_finished(NOW) == 2  # a and c have finished: their figures are worked out once, and kept
+    assert engine.accounting.assess_finished(NOW) == 2  # a and c have finished: their figures are worked out once, and kept
     assert figures() == live
     engine.store.compact_telemetry(fold_before=NOW + 60, delete_before=NOW + 60, max_gap_s=60)  # every sample gone
     gone = figures()
@@ -205,9 +207,9 @@ def test_status_shows_each_jobs_energy_and_carbon_as_debt_works_them_out(history
 def test_status_reads_running_jobs_from_their_checkpoints_and_the_samples_since(history) -> None:
     engine, ids = history
     live = {row["id"]: row["energy_kwh"] for row in engine.status()}
-    engine.assess_finished(NOW)  # as a round does: a and c have finished
-    assert engine.checkpoint_usage(NOW) == 3  # b, and e on each of its two nodes
-    assert engine.checkpoint_usage(NOW + 60) == 0  # at most every CHECKPOINT_INTERVAL_S
+    engine.accounting.assess_finished(NOW)  # as a round does: a and c have finished
+    assert engine.accounting.checkpoint_usage(NOW) == 3  # b, and e on each of its two nodes
+    assert engine.accounting.checkpoint_usage(NOW + 60) == 0  # at most every CHECKPOINT_INTERVAL_S
     # what came before the checkpoint (SAMPLE_LAG_S ago) is no longer read: without it, e would be at the curve's 100%
     engine.store.compact_telemetry(fold_before=NOW - SAMPLE_LAG_S - 60, delete_before=NOW - SAMPLE_LAG_S - 60,
                                    max_gap_s=60)
@@ -216,12 +218,12 @@ def test_status_reads_running_jobs_from_their_checkpoints_and_the_samples_since(
 
 def test_a_finished_jobs_figures_are_its_checkpoint_and_what_came_after(history) -> None:
     engine, ids = history
-    engine.checkpoint_usage(NOW)
+    engine.accounting.checkpoint_usage(NOW)
     engine.store.update_job(ids["b"], NOW + 600, JobChange(state=JobState.SUCCEEDED,
                                                            finished_at=NOW + 600), event="succeeded")
     b = engine.store.job(ids["b"])
-    whole = engine._debt_report([b], b.started_at, NOW + 600)[0].total  # every sample read
-    engine.assess_finished(NOW + 600)
+    whole = engine.accounting.report([b], b.started_at, NOW + 600)[0].total  # every sample read
+    engine.accounting.assess_finished(NOW + 600)
     stored = engine.store.job_usage([b.id])[b.id]
     assert dataclasses.astuple(stored) == pytest.approx((whole.allocated_gpu_hours, whole.utilized_gpu_hours,
                                                          whole.debt_usd, whole.energy_kwh, whole.carbon_kg), rel=1e-9)
@@ -230,8 +232,8 @@ def test_a_finished_jobs_figures_are_its_checkpoint_and_what_came_after(history)
 
 def test_cli_status_has_energy_and_carbon_columns_and_totals(history, monkeypatch) -> None:
     engine, ids = history
-    monkeypatch.setattr(cli, "_service", lambda address: engine)
-    monkeypatch.setattr(cli, "_ask", lambda method, *args: json.loads(json.dumps(method(*args))))
+    monkeypatch.setattr(cli_common, "service_handle", lambda address: engine)
+    monkeypatch.setattr(cli_common, "ask", lambda method, *args: json.loads(json.dumps(method(*args))))
     result = CliRunner().invoke(cli.app, ["status"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "kWh" in result.output and "kg CO2e" in result.output

@@ -233,12 +233,12 @@ def test_the_service_tells_decide_which_running_work_telemetry_saw_idle(tmp_path
                + gpu_samples("busy-h", i, lambda t: (90.0, 600.0))]
     engine.store.add_telemetry(Batch(tuple(samples), tuple(
         p for i in range(8) for p in process_samples("busy-h", i, 100 + i, "busy-h", T0, NOW, 40)), dropped=0))
-    assert engine.idle_work(NOW) == {idle}
-    state = engine.state_builder.build(NOW, engine.policy, lambda records: [], engine.idle_work(NOW))
+    assert engine.accounting.idle_work(NOW) == {idle}
+    state = engine.state_builder.build(NOW, engine.policy, lambda records: [], engine.accounting.idle_work(NOW))
     assert {r.job_id: r.work.idle for r in state.running} == {idle: True, busy: False}
     decisions = decide(state, engine.policy)
     assert [(a.job_id, a.kind) for a in decisions.downscaled] == [(idle, ActionKind.STOP_IDLE)]
     blind = engine.state_builder.build(NOW, engine.policy, lambda records: [])
     assert [(a.job_id, a.kind) for a in decide(blind, engine.policy).downscaled] == [(busy, ActionKind.STOP)]
     engine.policy = make_policy()  # no cap: telemetry is not read for idle work at all
-    assert engine.idle_work(NOW) == frozenset()
+    assert engine.accounting.idle_work(NOW) == frozenset()

@@ -16,7 +16,8 @@ from clouds.telemetry_samples import Batch
 from placement.debt import FlagKind, Recommendation
 from placement.model import Demand, Job, Tier
 from placement.rightsizing import SKY_DEFAULT_CPUS, SimilarJobFlag, rightsize, shape
-from placement.service import SAMPLE_LAG_S, Engine, ServiceConfig
+from placement.debt_accounting import SAMPLE_LAG_S
+from placement.service import Engine, ServiceConfig
 from placement.store import Intent, JobChange, JobState, NewJob
 from policies.debt import DebtSettings
 from tests.test_debt_service import GIB, HOUR, NOW, T0, gpu_samples, process_samples
@@ -208,17 +209,17 @@ def test_the_jobs_memory_need_still_applies_to_the_alternative(tmp_path) -> None
 def test_a_later_flagged_run_replaces_the_recommendation_and_an_unflagged_one_keeps_it(tmp_path) -> None:
     engine = engine_with(tmp_path, apply=True)
     first = flagged_run(engine)
-    assert engine.assess_finished(NOW) == 1 and engine.assess_finished(NOW) == 0  # once per job
+    assert engine.accounting.assess_finished(NOW) == 1 and engine.accounting.assess_finished(NOW) == 0  # once per job
     [kept] = engine.store.recommendations()[("vision", "train-a")]
     assert (kept.job_id, kept.recommendation.gpu_type, kept.ran_on) == (first, "L4", "A100-80GB")
     assert kept.peak_mem_bytes == 15 * GIB
     # 10 minutes observed (under the 30-minute window): not flagged, the recommendation stays
     run_of_train_a(engine, "a100-1", T0 + 600, 30)
-    assert engine.assess_finished(NOW) == 1
+    assert engine.accounting.assess_finished(NOW) == 1
     assert [f.job_id for f in engine.store.recommendations()[("vision", "train-a")]] == [first]
     # an hour holding 30 GiB (x 1.2 = 36 GiB): flagged for an A100 (40 GB), which replaces the L4
     later = run_of_train_a(engine, "a100-1", T0 + HOUR, 30)
-    engine.assess_finished(NOW)
+    engine.accounting.assess_finished(NOW)
     [replaced] = engine.store.recommendations()[("vision", "train-a")]
     assert (replaced.job_id, replaced.recommendation.gpu_type) == (later, "A100")
 
@@ -227,9 +228,9 @@ def test_a_run_checkpointed_midway_is_flagged_as_a_whole(tmp_path) -> None:
     """40 minutes up to the checkpoint and 20 after: only together are they the 30 minutes a flag needs."""
     engine = engine_with(tmp_path, apply=True)
     job_id = run_of_train_a(engine, "a100-0", T0 + HOUR, 15, end_state=None)
-    assert engine.checkpoint_usage(T0 + 40 * 60 + SAMPLE_LAG_S) == 1
+    assert engine.accounting.checkpoint_usage(T0 + 40 * 60 + SAMPLE_LAG_S) == 1
     engine.store.update_job(job_id, T0 + HOUR, JobChange(state=JobState.SUCCEEDED,
                                                          finished_at=T0 + HOUR), event="succeeded")
-    engine.assess_finished(NOW)
+    engine.accounting.assess_finished(NOW)
     [flag] = engine.store.recommendations()[("vision", "train-a")]
     assert (flag.job_id, flag.recommendation.gpu_type, flag.peak_mem_bytes) == (job_id, "L4", 15 * GIB)

@@ -18,7 +18,8 @@ import pytest
 from clouds.telemetry import HANDLE_ENV, Batch, GpuSample, NvmlSampler, ProcessSample
 from placement.debt import Allocation, GpuMinute, account, fold_minutes
 from placement.model import Tier
-from placement.service import COMPACTION_INTERVAL_S, Engine, ServiceConfig
+from placement.debt_accounting import COMPACTION_INTERVAL_S
+from placement.service import Engine, ServiceConfig
 from placement.store import Intent, JobChange, JobState, NewJob, Store
 from tests.test_telemetry import DEVICE_JSON, HANDLE, FakeNvml, attributor_for, h100_rows
 
@@ -165,7 +166,7 @@ def test_a_hand_made_history_gives_the_same_debt_folded_in_rounds(tmp_path: Path
     records = engine.store.jobs()
 
     def report():
-        return engine._debt_report(records, t0, t0 + 3 * HOUR)[0]
+        return engine.accounting.report(records, t0, t0 + 3 * HOUR)[0]
 
     raw = report()
     assert raw.flags and raw.jobs[0].usage.observed_gpu_hours < raw.jobs[0].usage.allocated_gpu_hours  # outage
@@ -173,7 +174,7 @@ def test_a_hand_made_history_gives_the_same_debt_folded_in_rounds(tmp_path: Path
     assert engine.store.gpu_samples(t0, t0 + 2 * HOUR - 60) == [] and engine.store.gpu_minutes(t0, t0 + 3 * HOUR)
     assert_same_debt(raw, report())
     clock[0] += COMPACTION_INTERVAL_S / 2
-    assert engine.compact_telemetry(clock[0]) is None  # ran less than an hour ago
+    assert engine.accounting.compact_telemetry(clock[0]) is None  # ran less than an hour ago
     clock[0] += COMPACTION_INTERVAL_S / 2
     engine.round()  # and now once more: everything before t0 + 3 h
     cutoff = math.floor((clock[0] - HOUR) / 60) * 60  # the retention's edge, taken down to a minute
@@ -243,7 +244,7 @@ def measure(hours: float = 24.0) -> dict[str, float]:
 
         timed("export_s", lambda: engine.team_debt(HOUR))
         timed("status_without_checkpoint_s", engine.status)
-        timed("first_checkpoint_s", lambda: engine.checkpoint_usage(now), repeat=1)
+        timed("first_checkpoint_s", lambda: engine.accounting.checkpoint_usage(now), repeat=1)
         timed("status_s", engine.status)
         raw = timed("debt_s", lambda: engine.debt(since_s=hours * HOUR))
         first_hour = engine.store.compact_telemetry(now - (hours - 1) * HOUR, now - 30 * DAY, 60)
@@ -267,21 +268,21 @@ def test_the_cost_measurement_reads_the_same_debt_after_folding() -> None:
 
 def test_a_backlog_is_folded_an_hour_per_transaction_over_rounds(tmp_path: Path, monkeypatch) -> None:
     """With no time budget a round folds one hour of the backlog, and the next round goes on from there."""
-    import placement.service as service
+    import placement.debt_accounting as debt_accounting
 
-    monkeypatch.setattr(service, "COMPACTION_BUDGET_S", 0.0)
+    monkeypatch.setattr(debt_accounting, "COMPACTION_BUDGET_S", 0.0)
     t0 = 1_700_000_007.0
     engine = Engine(ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, catalogs=(),
                                   telemetry_raw_retention_s=HOUR / 2, telemetry_minute_retention_s=30 * DAY),
                     {}, clock=lambda: t0 + 3 * HOUR)
     history(engine.store, t0)
     records = engine.store.jobs()
-    raw = engine._debt_report(records, t0, t0 + 3 * HOUR)[0]
-    engine.compact_telemetry(t0 + 3 * HOUR)
+    raw = engine.accounting.report(records, t0, t0 + 3 * HOUR)[0]
+    engine.accounting.compact_telemetry(t0 + 3 * HOUR)
     assert t0 + HOUR - 60 <= engine.store.oldest_gpu_sample() <= t0 + HOUR  # one hour folded, the rest raw
     assert engine.store.meta("telemetry_compacted_at") is None  # not caught up: the next round goes on
-    engine.compact_telemetry(t0 + 3 * HOUR)
-    engine.compact_telemetry(t0 + 3 * HOUR)
+    engine.accounting.compact_telemetry(t0 + 3 * HOUR)
+    engine.accounting.compact_telemetry(t0 + 3 * HOUR)
     assert engine.store.meta("telemetry_compacted_at") is not None
     assert engine.store.oldest_gpu_sample() >= t0 + 2.5 * HOUR - 60
-    assert_same_debt(raw, engine._debt_report(records, t0, t0 + 3 * HOUR)[0])
+    assert_same_debt(raw, engine.accounting.report(records, t0, t0 + 3 * HOUR)[0])

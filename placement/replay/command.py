@@ -1,4 +1,4 @@
-"""The `placement replay` command (registered by placement/cli.py)."""
+"""The `placement replay` command (registered by placement/cli/)."""
 
 from __future__ import annotations
 
