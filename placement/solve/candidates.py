@@ -266,7 +266,8 @@ def queue_cost_of(job: Job, hours: float, options: list[SignatureOption], wait: 
     """Leaving the job queued: its forecast wait's cost where it may wait that long, else the policy's guess;
     for a job that must start now to make its max_wait (`costs.must_start`), more than any option."""
     if options and must_start(job, policy):
-        return deadline_queue_cost(job, max(job_objective(job, o, policy, hours) for o in options), policy)
+        return deadline_queue_cost(job, max(o.objective_per_hour for o in options),
+                                   max(o.startup(job, policy) for o in options), hours, policy)
     if wait is not None and wait.within_max_wait:
         return wait.cost
     return queue_cost(job, eventual_objective(job, hours, options, policy), policy)

@@ -74,18 +74,18 @@ def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: f
 
 
 def fragmentation_per_hour(offer: Offer, demand: Demand, policy: Policy) -> float:
-    """Best fit on an owned node: what one node of the job costs per hour for the GPUs it leaves free beside it.
+    """Keeping empty owned nodes whole: what one node of the job costs per hour for breaking up an empty node.
 
-    The job's GPUs times the share of the node's GPUs still free after it: nothing on a node it fills, most
-    on an empty node it breaks up, so of two owned nodes at the same share price the fuller one wins and an
-    empty node is kept whole for a job that needs all of it. Not spend: only the objective sees it.
+    On a node with every GPU free, the job's GPUs times the share of the node's GPUs it leaves free beside
+    it; nothing on a node already in use or one the job fills. So work goes to nodes already in use before
+    it breaks up an empty one that a large job could take whole. Not spend: only the objective sees it.
     """
     if offer.tier is not Tier.ONPREM or offer.sharing is not Sharing.SHARED or demand.accelerator_count <= 0:
         return 0.0
     whole = offer.whole_gpus
-    if whole <= 0:
+    if whole <= 0 or offer.gpu_count < whole - 1e-9:
         return 0.0
-    left = max(offer.gpu_count - demand.accelerator_count, 0.0)
+    left = max(whole - demand.accelerator_count, 0.0)
     return policy.fragmentation_usd_per_gpu_hour * demand.accelerator_count * left / whole
 
 
@@ -130,10 +130,13 @@ def must_start(job: Job, policy: Policy) -> bool:
             and allowed_wait_hours(job, policy) <= 1e-9)
 
 
-def deadline_queue_cost(job: Job, worst_objective: float, policy: Policy) -> float:
-    """Leaving a job that must start now queued: more than its worst option by an hour of overdue delay, so
-    that any capacity it may use (caps and budgets allowing) beats waiting."""
-    return worst_objective + delay_rate(job, policy) * policy.overdue_multiplier * policy.expected_wait_hours
+def deadline_queue_cost(job: Job, most_per_hour: float, most_startup: float, hours: float, policy: Policy) -> float:
+    """Leaving a job that must start now queued: the dearest hourly objective and the slowest start-up of its
+    options, plus `expected_wait_hours` of overdue delay, so that any capacity it may use (caps and budgets
+    allowing) beats waiting. (The sum of the two maxima, not the dearest option: it stays affine in the
+    latency weight, as every other objective term is.)"""
+    overdue = delay_rate(job, policy) * policy.overdue_multiplier * policy.expected_wait_hours
+    return most_per_hour * hours + most_startup + overdue
 
 
 def waits_for(tier: Tier) -> bool:
