@@ -178,10 +178,10 @@ class Policy(_Strict):
             "it, the job takes any capacity it may use (caps and budgets still hold) rather than wait longer."))
     fragmentation_usd_per_gpu_hour: float = Field(
         0.0, ge=0, description=(
-            "Keeping empty owned nodes whole: $ per GPU-hour a job pays in the objective (not in spend) for "
-            "breaking up an on-prem node with every GPU free, times the share of the node it leaves free, so "
-            "work fills nodes already in use first and a large job finds a node whole. Small next to real "
-            "price differences; 0 turns it off."))
+            "Best fit on owned nodes: $ per GPU-hour a job pays in the objective (not in spend) times the "
+            "share of the on-prem node's GPUs it leaves free beside it, so work fills nodes already in use "
+            "before it breaks up an empty one that a large job could take whole. Small next to real price "
+            "differences; 0 turns it off."))
     cpus_per_gpu_equivalent: float = Field(
         8.0, gt=0, description="How many vCPUs weigh as much as one GPU when pricing a CPU-only job's delay.")
     startup_minutes: dict[Tier, float] = Field(

@@ -187,11 +187,11 @@ def _startup_minutes(policy: Policy, tier: Tier) -> float:
 
 
 def _fragmentation(policy: Policy, offer, demand, j) -> float:
-    """Breaking up an empty owned node: $ per GPU-hour x the job's GPUs x the share of the node it leaves free."""
-    whole = offer.whole[0] if offer.whole else offer.gpu_count
-    if offer.tier is not Tier.ONPREM or demand.accelerator_count <= 0 or offer.gpu_count < whole:
+    """The best-fit term: $ per GPU-hour x the job's GPUs x the share of the node's GPUs it leaves free."""
+    if offer.tier is not Tier.ONPREM or demand.accelerator_count <= 0:
         return 0.0
-    left = max(whole - demand.accelerator_count, 0.0)
+    whole = offer.whole[0] if offer.whole else offer.gpu_count
+    left = max(offer.gpu_count - demand.accelerator_count, 0.0)
     return (policy.fragmentation_usd_per_gpu_hour * demand.accelerator_count * left / whole * j.num_nodes
             * j.expected_hours)
 
@@ -199,8 +199,8 @@ def _fragmentation(policy: Policy, offer, demand, j) -> float:
 def split_objective(snap, policy: Policy, result) -> tuple[float, float]:
     """(dollars, waiting) of a plan, with objective == dollars + latency x waiting.
 
-    dollars: cost weight x rate x hours (x (1 + spot risk) on spot) of placed jobs, and what breaking up an
-    empty owned node costs, plus the same for the option a queued job waits for. waiting: priority $/GPU-h x
+    dollars: cost weight x rate x hours (x (1 + spot risk) on spot) of placed jobs, and their best-fit term
+    on owned nodes, plus the same for the option a queued job waits for. waiting: priority $/GPU-h x
     GPUs x start-up hours of placed jobs, plus the queued jobs' delay (x overdue multiplier, and again for a
     high or critical job out of time before its max_wait) and eventual start-up. Derived from the policy's terms,
     then checked against the solver's own per-job objectives.

@@ -74,18 +74,19 @@ def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: f
 
 
 def fragmentation_per_hour(offer: Offer, demand: Demand, policy: Policy) -> float:
-    """Keeping empty owned nodes whole: what one node of the job costs per hour for breaking up an empty node.
+    """Best fit on an owned node: what one node of the job costs per hour for the GPUs it leaves free beside it.
 
-    On a node with every GPU free, the job's GPUs times the share of the node's GPUs it leaves free beside
-    it; nothing on a node already in use or one the job fills. So work goes to nodes already in use before
-    it breaks up an empty one that a large job could take whole. Not spend: only the objective sees it.
+    The job's GPUs times the share of the node's GPUs still free after it: nothing on a node it fills, most
+    on an empty node it breaks up, so of two owned nodes at the same share price the fuller one wins, long
+    work gathers on nodes already in use, and an empty node is kept whole for a job that needs all of it.
+    Not spend: only the objective sees it.
     """
     if offer.tier is not Tier.ONPREM or offer.sharing is not Sharing.SHARED or demand.accelerator_count <= 0:
         return 0.0
     whole = offer.whole_gpus
-    if whole <= 0 or offer.gpu_count < whole - 1e-9:
+    if whole <= 0:
         return 0.0
-    left = max(whole - demand.accelerator_count, 0.0)
+    left = max(offer.gpu_count - demand.accelerator_count, 0.0)
     return policy.fragmentation_usd_per_gpu_hour * demand.accelerator_count * left / whole
 
 
