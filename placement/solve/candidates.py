@@ -309,13 +309,13 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy, ag
         if not options:
             continue
         wait = waiting.of(job, options=options)
-        overdue = (job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours, must_start(job, policy))
+        overdue = job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours
         if aggregate:
             bucket = round(math.log(job.expected_hours) / math.log(HOURS_BUCKET_RATIO))
             may_wait = None if wait is None else wait.within_max_wait
             backfills = tuple(job.expected_hours <= h + 1e-9 for h in horizons)
-            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, job.budget_usd, may_wait,
-                   backfills, job.id if job.id in reserved_for else None)
+            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, must_start(job, policy),
+                   job.budget_usd, may_wait, backfills, job.id if job.id in reserved_for else None)
         else:
             key = (job.id,)
         buckets[key].append(job)
