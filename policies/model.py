@@ -176,6 +176,16 @@ class Policy(_Strict):
                           "now counts, and a queued job is priced as waiting expected_wait_hours.")
     overdue_multiplier: float = Field(
         10.0, ge=1, description="Delay costs this many times more once a job has waited past its max_wait.")
+    strict_max_wait: list[str] = Field(
+        default_factory=lambda: ["high", "critical"], description=(
+            "Priorities whose max_wait is a deadline: once waiting for on-prem capacity would start the job past "
+            "it, the job takes any capacity it may use (caps and budgets still hold) rather than wait longer."))
+    fragmentation_usd_per_gpu_hour: float = Field(
+        0.0, ge=0, description=(
+            "Best fit on owned nodes: $ per GPU-hour a job pays in the objective (not in spend) times the "
+            "share of the on-prem node's GPUs it leaves free beside it, so work fills nodes already in use "
+            "before it breaks up an empty one that a large job could take whole. Small next to real price "
+            "differences; 0 turns it off."))
     cpus_per_gpu_equivalent: float = Field(
         8.0, gt=0, description="How many vCPUs weigh as much as one GPU when pricing a CPU-only job's delay.")
     startup_minutes: dict[Tier, float] = Field(

@@ -138,6 +138,27 @@ def test_a_critical_job_bursts_rather_than_wait_past_its_max_wait(max_wait_min: 
     assert placement.job_id == "long" and placement.tier is Tier.PUBLIC
 
 
+def test_a_high_job_out_of_time_bursts_rather_than_wait_past_its_max_wait_for_a_node() -> None:
+    """One GPU of n1 is free now, the other seven free in 20 minutes. A fresh high job (30-minute max_wait) may
+    wait for them; one that has waited 25 minutes may not: bursting later would start it past its max_wait.
+    A critical job that also wants n1 does not keep it queued: it runs now, on n1 or on the cloud, although
+    the cloud premium for 17 hours ($34) is worth more than an hour of its delay ($10)."""
+    offers = [node("n1", 1), public("p1", gpus=1, price=CLOUD_PRICE / 8)]
+    running = [busy("n1", "current", gpus=7, elapsed=1.0 - 20 / 60, expected=1.0)]
+    fresh = job("long", gpus=1, hours=17.0, priority="high", max_wait_hours=0.5)
+    urgent = job("urgent", gpus=1, hours=17.0, priority="critical")
+    waits = solve(snapshot([fresh, urgent], offers, running=running), POLICY)
+    assert waits.placement_of("long") is None and waits.reason_of("long").code in WAITING
+    late = dataclasses.replace(fresh, waited_hours=25 / 60)
+    snap = snapshot([late, urgent], offers, running=running)
+    plan = solve(snap, POLICY)
+    check_plan(snap, POLICY, plan)
+    assert plan.placement_of("long") is not None
+    # The same job with its max_wait not a deadline (the policy's `strict_max_wait` empty) stays queued.
+    lenient = POLICY.model_copy(update={"strict_max_wait": []})
+    assert solve(snap, lenient).placement_of("long") is None
+
+
 def test_a_job_with_no_on_prem_capacity_coming_bursts_as_before() -> None:
     offers = [node("n1", 0), public("p4d", price=CLOUD_PRICE)]
     running = [busy("n1", "svc", gpus=8, elapsed=1.0, expected=None)]  # a service: never frees
@@ -184,6 +205,39 @@ def test_without_a_forecast_the_same_small_job_takes_the_free_gpus() -> None:
     snap = snapshot(snap.jobs, snap.offers, running=[busy("n1", "current", gpus=6, elapsed=0.5, expected=None)])
     plan = solve(snap, POLICY)
     assert plan.reservations == () and plan.placement_of("small").nodes == ("n1",)
+
+
+# ---------------------------------------------------------------------------------------------- packing
+
+def test_a_small_job_fills_a_used_node_and_leaves_the_empty_one_whole_for_a_large_job() -> None:
+    """Two 8xA100 nodes: `used` has 4 GPUs free, `empty` all 8 at a share price 1% lower. The small job goes to
+    `used` (best fit), so the 8-GPU job that arrives next finds `empty` whole and runs on-prem at once."""
+    offers = [node("used", 4, price=NODE_PRICE * 1.01), node("empty", 8), public("p4d", price=CLOUD_PRICE),
+              public("p1", gpus=1, price=CLOUD_PRICE / 8)]
+    running = [busy("used", "current", gpus=4, elapsed=1.0, expected=100.0)]
+    snap = snapshot([job("small", gpus=1, hours=10.0)], offers, running=running)
+    first = solve(snap, POLICY)
+    check_plan(snap, POLICY, first)
+    assert first.placement_of("small").nodes == ("used",)
+    # The next round: the small job runs where it was put; the large job arrives.
+    taken = {name: (1.0 if name in first.placement_of("small").nodes else 0.0) for name in ("used", "empty")}
+    later_offers = [node("used", 4 - taken["used"], price=NODE_PRICE * 1.01), node("empty", 8 - taken["empty"]),
+                    public("p4d", price=CLOUD_PRICE)]
+    later_running = running + [busy(name, "small", gpus=1, elapsed=0.0, expected=10.0)
+                               for name, gpus in taken.items() if gpus]
+    later = snapshot([job("large", gpus=8, hours=20.0, priority="normal")], later_offers, running=later_running)
+    plan = solve(later, POLICY)
+    check_plan(later, POLICY, plan)
+    large = plan.placement_of("large")
+    assert large is not None and large.tier is Tier.ONPREM and large.nodes == ("empty",)
+
+
+def test_best_fit_never_outweighs_a_real_price_difference() -> None:
+    """The term breaks ties between owned nodes; a node 20% dearer per GPU still loses to an empty one."""
+    offers = [node("used", 4, price=NODE_PRICE * 1.2), node("empty", 8)]
+    running = [busy("used", "current", gpus=4, elapsed=1.0, expected=100.0)]
+    plan = solve(snapshot([job("small", gpus=1, hours=10.0)], offers, running=running), POLICY)
+    assert plan.placement_of("small").nodes == ("empty",)
 
 
 # ---------------------------------------------------------------------------------------------- the engine

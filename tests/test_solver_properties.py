@@ -186,12 +186,23 @@ def _startup_minutes(policy: Policy, tier: Tier) -> float:
     return policy.startup_minutes.get(tier, 0.0)
 
 
+def _fragmentation(policy: Policy, offer, demand, j) -> float:
+    """The best-fit term: $ per GPU-hour x the job's GPUs x the share of the node's GPUs it leaves free."""
+    if offer.tier is not Tier.ONPREM or demand.accelerator_count <= 0:
+        return 0.0
+    whole = offer.whole[0] if offer.whole else offer.gpu_count
+    left = max(offer.gpu_count - demand.accelerator_count, 0.0)
+    return (policy.fragmentation_usd_per_gpu_hour * demand.accelerator_count * left / whole * j.num_nodes
+            * j.expected_hours)
+
+
 def split_objective(snap, policy: Policy, result) -> tuple[float, float]:
     """(dollars, waiting) of a plan, with objective == dollars + latency x waiting.
 
-    dollars: cost weight x rate x hours (x (1 + spot risk) on spot) of placed jobs, plus the same for the
-    option a queued job waits for. waiting: priority $/GPU-h x GPUs x start-up hours of placed jobs, plus
-    the queued jobs' delay (x overdue multiplier) and eventual start-up. Derived from the policy's terms,
+    dollars: cost weight x rate x hours (x (1 + spot risk) on spot) of placed jobs, and their best-fit term
+    on owned nodes, plus the same for the option a queued job waits for. waiting: priority $/GPU-h x
+    GPUs x start-up hours of placed jobs, plus the queued jobs' delay (x overdue multiplier, and again for a
+    high or critical job out of time before its max_wait) and eventual start-up. Derived from the policy's terms,
     then checked against the solver's own per-job objectives.
     """
     latency = policy.weights.latency
@@ -205,7 +216,7 @@ def split_objective(snap, policy: Policy, result) -> tuple[float, float]:
         (demand,) = j.demands
         offer = offers[p.offer_id]
         d = policy.weights.cost * expected_rate(offer, demand, j.num_nodes) * j.expected_hours * (
-            1 + (risk if offer.spot else 0.0))
+            1 + (risk if offer.spot else 0.0)) + _fragmentation(policy, offer, demand, j)
         w = policy.priorities[j.priority] * _units(j, demand, policy) * _startup_minutes(policy, offer.tier) / 60
         assert d + latency * w == pytest.approx(p.objective, rel=1e-9, abs=1e-9)
         dollars += d
@@ -215,12 +226,18 @@ def split_objective(snap, policy: Policy, result) -> tuple[float, float]:
         if not options:
             continue  # infeasible: no cost either way
         j = jobs[job_id]
+        # A high or critical job with no time left before its max_wait (bursting takes the public start-up):
+        # waiting is priced above every option, at the dearest dollars and slowest start-up of them all.
+        burst_minutes = max((_startup_minutes(policy, t) for t in j.tiers if t is not Tier.ONPREM), default=0.0)
+        deadline = (j.max_wait_hours is not None and j.priority in policy.strict_max_wait
+                    and j.max_wait_hours - j.waited_hours - burst_minutes / 60 <= 1e-9)
         owned = [o for o in options if o.group.tier in (Tier.ONPREM, Tier.PRIVATE)] or options
+        owned = options if deadline else owned
         priced = []
         for o in owned:
             offer = o.group.offer
             d = policy.weights.cost * expected_rate(offer, o.demand, j.num_nodes) * j.expected_hours * (
-                1 + (risk if offer.spot else 0.0))
+                1 + (risk if offer.spot else 0.0)) + _fragmentation(policy, offer, o.demand, j)
             minutes = _startup_minutes(policy, o.group.tier)
             w = policy.priorities[j.priority] * _units(j, o.demand, policy) * minutes / 60
             priced.append((d + latency * w, d, w))
@@ -228,6 +245,9 @@ def split_objective(snap, policy: Policy, result) -> tuple[float, float]:
         overdue = j.max_wait_hours is not None and j.waited_hours >= j.max_wait_hours
         delay = policy.priorities[j.priority] * _units(j, j.demands[0], policy) * policy.expected_wait_hours * (
             policy.overdue_multiplier if overdue else 1.0)
+        if deadline:
+            d, w = max(p[1] for p in priced), max(p[2] for p in priced)
+            delay *= policy.overdue_multiplier
         assert d + latency * (w + delay) == pytest.approx(result.queue_costs[job_id], rel=1e-9, abs=1e-9)
         dollars += d
         waiting += w + delay

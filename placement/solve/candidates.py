@@ -17,8 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from placement.model import Demand, Job, Offer, Sharing, Snapshot, Tier
-from placement.solve.costs import (Wait, allowed_wait_hours, delay_rate, option_cost, queue_cost, startup_cost,
-                                   waits_for)
+from placement.solve.costs import (Wait, allowed_wait_hours, deadline_queue_cost, delay_rate, must_start,
+                                   option_cost, queue_cost, startup_cost, waits_for)
 from placement.solve.forecast import Forecast, Start
 from policies.model import Policy
 
@@ -263,7 +263,11 @@ class Waiting:
 
 def queue_cost_of(job: Job, hours: float, options: list[SignatureOption], wait: Wait | None,
                   policy: Policy) -> float:
-    """Leaving the job queued: its forecast wait's cost where it may wait that long, else the policy's guess."""
+    """Leaving the job queued: its forecast wait's cost where it may wait that long, else the policy's guess;
+    for a job that must start now to make its max_wait (`costs.must_start`), more than any option."""
+    if options and must_start(job, policy):
+        return deadline_queue_cost(job, max(o.objective_per_hour for o in options),
+                                   max(o.startup(job, policy) for o in options), hours, policy)
     if wait is not None and wait.within_max_wait:
         return wait.cost
     return queue_cost(job, eventual_objective(job, hours, options, policy), policy)
@@ -310,8 +314,8 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy, ag
             bucket = round(math.log(job.expected_hours) / math.log(HOURS_BUCKET_RATIO))
             may_wait = None if wait is None else wait.within_max_wait
             backfills = tuple(job.expected_hours <= h + 1e-9 for h in horizons)
-            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, job.budget_usd, may_wait,
-                   backfills, job.id if job.id in reserved_for else None)
+            key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, must_start(job, policy),
+                   job.budget_usd, may_wait, backfills, job.id if job.id in reserved_for else None)
         else:
             key = (job.id,)
         buckets[key].append(job)

@@ -68,9 +68,26 @@ def option_cost(job: Job, offer: Offer, demand: Demand, policy: Policy, hours: f
     units = gpu_units(job, demand, policy)
     bias = policy.tier_bias_usd_per_gpu_hour.get(offer.tier, 0.0) * units
     per_hour = (policy.weights.cost * rate * spot_factor + policy.weights.carbon_usd_per_kg * carbon_per_hour
-                + bias)
+                + bias + fragmentation_per_hour(offer, demand, policy) * nodes)
     objective = per_hour * hours + startup_cost(job, demand, offer.tier, policy)
     return OptionCost(rate, rate * hours, carbon_per_hour * hours, objective)
+
+
+def fragmentation_per_hour(offer: Offer, demand: Demand, policy: Policy) -> float:
+    """Best fit on an owned node: what one node of the job costs per hour for the GPUs it leaves free beside it.
+
+    The job's GPUs times the share of the node's GPUs still free after it: nothing on a node it fills, most
+    on an empty node it breaks up, so of two owned nodes at the same share price the fuller one wins, long
+    work gathers on nodes already in use, and an empty node is kept whole for a job that needs all of it.
+    Not spend: only the objective sees it.
+    """
+    if offer.tier is not Tier.ONPREM or offer.sharing is not Sharing.SHARED or demand.accelerator_count <= 0:
+        return 0.0
+    whole = offer.whole_gpus
+    if whole <= 0:
+        return 0.0
+    left = max(offer.gpu_count - demand.accelerator_count, 0.0)
+    return policy.fragmentation_usd_per_gpu_hour * demand.accelerator_count * left / whole
 
 
 def queue_cost(job: Job, eventual_objective: float, policy: Policy) -> float:
@@ -105,6 +122,22 @@ def allowed_wait_hours(job: Job, policy: Policy) -> float:
         return math.inf
     burst_startup = max((policy.startup_minutes.get(t, 0.0) for t in job.tiers if t is not Tier.ONPREM), default=0.0)
     return job.max_wait_hours - job.waited_hours - burst_startup / 60.0
+
+
+def must_start(job: Job, policy: Policy) -> bool:
+    """A job whose max_wait is a deadline (its priority is in `strict_max_wait`) with no time left to wait: if it
+    does not start now, bursting later starts it past its max_wait."""
+    return (job.max_wait_hours is not None and job.priority in policy.strict_max_wait
+            and allowed_wait_hours(job, policy) <= 1e-9)
+
+
+def deadline_queue_cost(job: Job, most_per_hour: float, most_startup: float, hours: float, policy: Policy) -> float:
+    """Leaving a job that must start now queued: the dearest hourly objective and the slowest start-up of its
+    options, plus `expected_wait_hours` of overdue delay, so that any capacity it may use (caps and budgets
+    allowing) beats waiting. (The sum of the two maxima, not the dearest option: it stays affine in the
+    latency weight, as every other objective term is.)"""
+    overdue = delay_rate(job, policy) * policy.overdue_multiplier * policy.expected_wait_hours
+    return most_per_hour * hours + most_startup + overdue
 
 
 def waits_for(tier: Tier) -> bool:
