@@ -128,3 +128,76 @@ def test_two_teams_of_equal_weight_flooding_a_day_end_within_five_percent(tmp_pa
     # The control: first come, first served gives alpha, two hours ahead, most of the day.
     unfair = _gpu_hours_by_team(tmp_path / "unfair", BASE)
     assert unfair["alpha"] > 1.5 * unfair["beta"], unfair
+
+
+# ---------------------------------------------------------------------------------------------- borrowing
+
+def _quotas(**teams: TierQuota):
+    return BASE.model_copy(update={"quotas": teams, "preemption": PreemptionPolicy(enabled=True)})
+
+
+def _borrowing_round(policy, jobs_of_b: int, running: tuple[Running, ...] = ()):
+    """Two idle 8-GPU nodes; team a owns 8 GPUs of quota and runs nothing; team b asks for 4-GPU jobs."""
+    jobs = tuple(job(f"b-{i}", gpus=4, team="b", priority="normal", tiers={Tier.ONPREM}) for i in range(jobs_of_b))
+    state = State(now=NOW, pending=jobs, offers=(onprem("n1", gpus=8), onprem("n2", gpus=8)),
+                  running=tuple(RunningJob(r) for r in running))
+    return decide(state, policy).plan
+
+
+def test_a_team_borrows_idle_quota_up_to_its_borrowing_limit_and_waits_past_it() -> None:
+    policy = _quotas(a=TierQuota(onprem=8), b=TierQuota(onprem=8, borrowing_limit=4))
+    plan = _borrowing_round(policy, 4)
+    assert len(plan.placements) == 3  # its own 8 GPUs and 4 of a's idle quota
+    (waiting,) = [why for _, why in plan.queued]
+    assert waiting.code is ReasonCode.OVER_BORROWING_LIMIT and waiting.scope == "b"
+    assert waiting.message == ("team b has 0 onprem GPUs of quota left, the job needs 4: it borrows 4 of other "
+                               "teams' idle quota, 8 would pass its borrowing_limit of 4")
+
+
+def test_a_lending_limit_bounds_what_the_cohort_lends() -> None:
+    policy = _quotas(a=TierQuota(onprem=8, lending_limit=2), b=TierQuota(onprem=4, borrowing_limit=8))
+    plan = _borrowing_round(policy, 3)
+    assert len(plan.placements) == 1  # its own 4 GPUs; a lends 2, less than a 4-GPU job
+    assert {why.code for _, why in plan.queued} == {ReasonCode.OVER_QUOTA}
+    assert "the other teams lend 2 more idle onprem GPUs (2 lendable, 0 borrowed)" in plan.queued[0][1].message
+
+
+def test_without_a_borrowing_limit_a_quota_is_a_wall() -> None:
+    plan = _borrowing_round(_quotas(a=TierQuota(onprem=8), b=TierQuota(onprem=8)), 3)
+    assert len(plan.placements) == 2
+    (waiting,) = [why for _, why in plan.queued]
+    assert waiting.code is ReasonCode.OVER_QUOTA
+    assert waiting.message == "team b has 0 onprem GPUs of quota left, the job needs 4"
+
+
+def _spec(name: str, team: str, gpus: int) -> dict:
+    return {"name": name, "run": "python train.py", "resources": {"accelerators": f"A100:{gpus}"},
+            "placement": {"team": team, "priority": "normal", "tiers": ["onprem"], "expected_hours": 10.0}}
+
+
+def test_the_engine_reclaims_borrowed_gpus_in_the_round_after_the_owner_submits(tmp_path: Path) -> None:
+    """One 8-GPU node, 4 GPUs of quota each: b borrows a's idle half, and a's job takes it back at once
+    (b's borrowed job is no higher priority, younger than protect_running_minutes: reclaim is the owner's)."""
+    clock = Clock()
+    nodes = TimedNodesDouble(clock)
+    config = ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, telemetry_interval_s=None)
+    engine = Engine(config, {Tier.ONPREM: nodes}, clock=clock)
+    engine.policy = engine.policy.model_copy(update={
+        "preemption": PreemptionPolicy(enabled=True),
+        "quotas": {"a": TierQuota(onprem=4), "b": TierQuota(onprem=4, borrowing_limit=4)}})
+    first, second = engine.submit([{"source": f"b.yaml#{i}", "data": _spec(f"b{i}", "b", 4)} for i in (1, 2)])
+    engine.round()
+    engine.round()
+    assert {engine.store.job(j).state for j in (first, second)} == {JobState.RUNNING}
+    clock.now += 5 * 60
+    (owned,) = engine.submit([{"source": "a.yaml#1", "data": _spec("a1", "a", 4)}])
+    engine.round()
+    assert engine.store.job(owned).state in (JobState.LAUNCHING, JobState.RUNNING)
+    states = {j: engine.store.job(j) for j in (first, second)}
+    (taken,) = [j for j, r in states.items() if r.state is JobState.PENDING]
+    assert states[taken].reason_code == "Preempted"
+    assert states[taken].reason.startswith(f"Preempted(by={owned}, gain=$")
+    assert f"team a reclaims the on-prem quota it lent for {owned}" in states[taken].reason
+    engine.round()  # the node is full again: the borrower waits, the owner keeps its quota
+    assert engine.store.job(taken).state is JobState.PENDING
+    assert engine.store.job(owned).state is JobState.RUNNING
