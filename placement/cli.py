@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, Optional, TypeVar
 
 import click
 import typer
@@ -529,6 +529,15 @@ def status(
     for r in rows:
         for note in r["rightsizing"]:
             out.print(f"{r['id']}: [magenta]{escape(note)}[/magenta]")
+    _print_fair_shares(rows)
+
+
+def _print_fair_shares(rows: list[dict[str, Any]]) -> None:
+    """The fair share of each team the rows carry one for (`--team` with fair sharing on)."""
+    shares = {r.get("team", r.get("scope")): r["fair_share"] for r in rows if r.get("fair_share")}
+    for share in dict(sorted(shares.items())).values():
+        out.print(f"Fair share: {share['summary']} ({share['gpu_hours']:,.1f} decayed GPU-hours; its jobs' value "
+                  f"x{share['factor']:.2f})")
 
 
 @app.command()
@@ -556,6 +565,7 @@ def spend(
                       f"{r['today_usd']:.2f}", f"{r['month_usd']:.2f}", f"{r['projected_day_usd']:.2f}",
                       f"{r['projected_month_usd']:.2f}", r["binding"] or "-")
     out.print(table)
+    _print_fair_shares(rows)
 
 
 @app.command()

@@ -312,6 +312,7 @@ class Preemption:
     gain_usd: float  # the job's value less the victims' value and their restart
     reason: str  # what each victim is told: Preempted(by=JOB, gain=$X): ...
     placement: Placement  # where the job starts
+    reclaim: bool = False  # the victims ran on quota the job's team lent them (borrowing), not lower priority
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from placement.state_builder import OVER_SINCE, StateBuilder, idle_jobs
 from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
+from placement.solve.fairshare import TeamShare, share_fields
 from placement.solve.forecast import FinishedRun, learn_ratios
 from placement.spec import check_envs_set, launch_name, spec_from_data, to_job, to_jobs
 from placement.yamlio import ConfigError
@@ -109,6 +110,8 @@ class RoundReport:
     limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
     downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
     committed_rate_by_scope: dict[str, float] = field(default_factory=dict)  # $/h the caps weighed, before downscaling
+    shares: tuple[TeamShare, ...] = ()  # each team's fair share (fair sharing on)
+    borrowed_by_tier_team: dict[tuple[str, str], float] = field(default_factory=dict)  # GPUs of others' idle quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
+        self.last_shares: dict[str, TeamShare] = {}  # each team's fair share in the last round (fair sharing on)
         if resume:
             self.reconciler.resume()
 
@@ -288,6 +292,7 @@ class Engine:
         decisions = decide(state, self.policy)
         self._act(decisions, pending, now)
         self.last_result, self.last_snapshot = decisions.result, decisions.snapshot
+        self.last_shares = {share.team: share for share in decisions.shares}
         return self._report(now, time.perf_counter() - start, decisions)
 
     def _state(self, now: float) -> tuple[State, dict[str, JobRecord]]:
@@ -397,7 +402,8 @@ class Engine:
             placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
             jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend),
             limit_by_scope={scope: limit.usd_per_hour for scope, limit in decisions.limits.items()},
-            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates))
+            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates),
+            shares=decisions.shares, borrowed_by_tier_team=decisions.borrowed)
 
     def spend(self, team: str | None = None) -> list[dict[str, Any]]:
         """Spend per scope against its caps: rate now, accrued today and this month, projections."""
@@ -409,7 +415,8 @@ class Engine:
                          "projected_month_usd": round(row.projected_month, 2),
                          "cap": row.cap.model_dump(exclude_none=True) if row.cap else None,
                          "limit_usd_per_hour": round(row.limit.usd_per_hour, 4) if row.limit else None,
-                         "binding": row.limit.detail if row.limit else None, "over": row.over})
+                         "binding": row.limit.detail if row.limit else None, "over": row.over,
+                         **share_fields(self.last_shares.get(row.scope))})
         return rows
 
     # --- answers ------------------------------------------------------------------------------------------
@@ -423,7 +430,7 @@ class Engine:
         similar = self._recommendations()
         return [_status_row(r, now, self.store.spent(r.id), usage.get(r.id),
                             [] if r.state.terminal else [n.note for n in self._rightsized(r, similar)[1]])
-                for r in records]
+                | share_fields(self.last_shares.get(r.team) if team else None) for r in records]
 
     def _usage(self, records: list[JobRecord], now: float) -> dict[str, JobUsageRecord]:
         """Each job's figures over its whole run so far, as `debt` works them out: stored once a job has

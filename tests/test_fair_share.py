@@ -24,7 +24,7 @@ from placement.solve.decide import decide
 from placement.solve.fairshare import UsageSpan, decayed_gpu_hours, share_factor, team_shares
 from placement.solve.state import RunningJob, State
 from placement.store import JobState
-from policies.model import FairSharePolicy, PreemptionPolicy, TierQuota
+from policies.model import Caps, CapSpec, FairSharePolicy, PreemptionPolicy, TierQuota
 from tests.solver_fixtures import builtin_policy, job, onprem
 from tests.test_lookahead import Clock, TimedNodesDouble
 
@@ -201,3 +201,26 @@ def test_the_engine_reclaims_borrowed_gpus_in_the_round_after_the_owner_submits(
     engine.round()  # the node is full again: the borrower waits, the owner keeps its quota
     assert engine.store.job(taken).state is JobState.PENDING
     assert engine.store.job(owned).state is JobState.RUNNING
+
+
+def test_status_and_spend_of_a_team_show_its_share_against_its_weight(tmp_path: Path) -> None:
+    """The engine reads the teams' runs from its store: a's hour on the node is all the usage there is."""
+    clock = Clock()
+    config = ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, telemetry_interval_s=None)
+    engine = Engine(config, {Tier.ONPREM: TimedNodesDouble(clock)}, clock=clock)
+    engine.policy = engine.policy.model_copy(update={
+        "fair_share": FairSharePolicy(enabled=True), "caps": Caps(teams={"a": CapSpec(usd_per_hour=10.0)})})
+    (first,) = engine.submit([{"source": "a.yaml#1", "data": _spec("a1", "a", 8)}])
+    engine.round()
+    engine.round()
+    assert engine.store.job(first).state is JobState.RUNNING
+    clock.now += HOUR
+    engine.submit([{"source": "b.yaml#1", "data": _spec("b1", "b", 8)}])
+    engine.round()
+    (row,) = engine.status(team="a")
+    share = row["fair_share"]
+    assert share["share"] == 1.0 and share["weight"] == 0.5 and share["over"]
+    assert share["summary"] == "team a share 100% > weight 50%" and 7.8 < share["gpu_hours"] < 8.0
+    assert "fair_share" not in engine.status()[0]  # only a team's status carries it
+    (spend,) = engine.spend(team="a")
+    assert spend["fair_share"] == share

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from placement.model import Demand, Offer, Plan, Reason, ReasonCode, Snapshot
+from placement.solve.borrowing import borrowed
 from placement.solve.chains import plan_round
 from placement.solve.downscale import (DownscaleAction, DownscalePlan, RunningWork, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
@@ -96,6 +97,11 @@ class Decisions:
     @property
     def downscaled(self) -> tuple[DownscaleAction, ...]:
         return self.downscale.actions if self.downscale is not None else ()
+
+    @property
+    def borrowed(self) -> dict[tuple[str, str], float]:
+        """GPUs each team holds of other teams' idle quota once the round's placements run, by (tier, team)."""
+        return {(tier.value, team): gpus for (team, tier), gpus in borrowed(self.result.ledger.quota_left).items()}
 
 
 def decide(state: State, policy: Policy) -> Decisions:

@@ -24,6 +24,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from placement.model import Job, Reason, ReasonCode
 from policies.model import FairSharePolicy
@@ -119,3 +120,13 @@ def fair_share_reasons(queued: Iterable[tuple[str, Reason]], jobs: Iterable[Job]
                          f"{why.message}", scope=team)
         relabelled.append((job_id, why))
     return tuple(relabelled)
+
+
+def share_fields(share: TeamShare | None) -> dict[str, Any]:
+    """What `status --team` and `spend` answer of a team's fair share: nothing for a team without one (fair
+    sharing off, or no work and no usage in the window)."""
+    if share is None:
+        return {}
+    return {"fair_share": {"share": round(share.share, 4), "weight": round(share.weight, 4),
+                           "gpu_hours": round(share.gpu_hours, 2), "factor": round(share.factor, 4),
+                           "over": share.over, "summary": share.describe()}}
