@@ -67,8 +67,8 @@ class StateBuilder:
 
     def usage(self, now: float, policy: Policy) -> tuple[UsageSpan, ...]:
         """The runs that held owned GPUs within the fair-share window (none when fair sharing is off): the core
-        weighs them (`placement.solve.fairshare`). A run stopped and started again counts from its latest
-        start: the store keeps one start per job."""
+        weighs them (`placement.solve.fairshare`). The store keeps one start per job: a run stopped and
+        requeued counts no more, and from its latest start once it runs again."""
         if not policy.fair_share.enabled:
             return ()
         since = now - HORIZON_HALF_LIVES * policy.fair_share.half_life_hours * 3600.0

@@ -10,6 +10,9 @@ where a team's borrowing is what it holds over its quota and its lendable idle q
 quota - what it holds). A team within its own quota is never held back by the others' borrowing: the
 borrowed work is what gives way (preemption reclaims it: `reclaimable`), as Kueue's `reclaimWithinCohort`.
 
+Only on-prem work is reclaimed (preemption displaces work on nodes); a private pool's borrowed GPUs come back
+when the borrowing work ends.
+
 The ledger keeps each team's quota left per tier (`CapacityLedger.quota_left`, below zero while it borrows);
 these functions read the cohort from it and from the policy.
 """

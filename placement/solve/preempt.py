@@ -112,7 +112,7 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
             _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
         charged = [r for r in charged if r.job_id not in stopped] + [_as_running(placement, teams)]
         budget -= len(taken)
-        reclaim = all(map(reclaims, taken))
+        reclaim = bool(taken) and all(map(reclaims, taken))
         need = f"team {job.team} reclaims the on-prem quota it lent for {job.id}" if reclaim else \
             f"{job.priority} {job.id} needs"
         reason = f"Preempted(by={job.id}, gain=${gain:,.2f}): {need} {', '.join(placement.nodes)} now; requeued"
