@@ -224,3 +224,27 @@ def test_status_and_spend_of_a_team_show_its_share_against_its_weight(tmp_path: 
     assert "fair_share" not in engine.status()[0]  # only a team's status carries it
     (spend,) = engine.spend(team="a")
     assert spend["fair_share"] == share
+
+
+def _lent(job_id: str, team: str, elapsed: float) -> Running:
+    return Running(job_id=job_id, team=team, tier=Tier.ONPREM, offer_id="onprem/n1", gpus=4.0, rate_per_hour=8.0,
+                   name=job_id, nodes=("n1",), per_node=(4.0, 0.0, 0.0), elapsed_hours=elapsed, expected_hours=10.0,
+                   priority="high", gpu="A100")
+
+
+@pytest.mark.parametrize("team, reclaimed", [("a", ("b-new",)), ("c", ())])
+def test_only_the_owner_reclaims_and_only_the_borrowed_work(team: str, reclaimed: tuple[str, ...]) -> None:
+    """b holds both halves of a full node, the newer on a's idle quota, at a higher priority than the job and not
+    preemptible: a's job takes back exactly that half; c, with no quota of its own, takes nothing."""
+    policy = _quotas(a=TierQuota(onprem=4), b=TierQuota(onprem=4, borrowing_limit=4))
+    state = State(now=NOW, pending=(job("owner", gpus=4, team=team, priority="normal", tiers={Tier.ONPREM}),),
+                  offers=(onprem("n1", gpus=0, whole=(8.0, 96.0, 1024.0)),),
+                  running=(RunningJob(_lent("b-old", "b", 3.0)), RunningJob(_lent("b-new", "b", 0.01))))
+    plan = decide(state, policy).plan
+    assert tuple(v for p in plan.preemptions for v in p.victims) == reclaimed
+    if reclaimed:
+        (preemption,) = plan.preemptions
+        assert preemption.reclaim and preemption.placement.nodes == ("n1",)
+        assert "team a reclaims the on-prem quota it lent for owner" in preemption.reason
+    off = policy.model_copy(update={"preemption": PreemptionPolicy(enabled=False)})
+    assert decide(state, off).plan.preemptions == ()  # reclaiming is preemption: off with it
