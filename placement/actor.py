@@ -109,8 +109,10 @@ class PlacementService:
             spend_rate_by_scope={**dict.fromkeys(report.limit_by_scope, 0.0), **report.spend_rate_by_scope},
             cap_by_scope=report.limit_by_scope, jobs_by_state=report.jobs_by_state,
             downscaled_by_action_team=dict(downscaled),
-            preempted_by_cause_team=dict(Counter(("priority", team) for p in report.plan.preemptions
-                                                 for team in p.victim_teams)))
+            preempted_by_cause_team=dict(Counter(("reclaim" if p.reclaim else "priority", team)
+                                                 for p in report.plan.preemptions for team in p.victim_teams)))
+        self._metrics.record_sharing({s.team: (s.share, s.weight) for s in report.shares},
+                                     report.borrowed_by_tier_team)
 
     def _observe(self, report: RoundReport) -> None:
         """What alerts and the status page need beyond the round's own figures."""

@@ -32,6 +32,18 @@ def to_json(answer: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class FairShareAnswer:
+    """A team's fair share in the last round (`placement.solve.fairshare.TeamShare`)."""
+
+    share: float  # of every team's decayed GPU-hours, 0..1
+    weight: float  # its fair share, 0..1
+    gpu_hours: float  # decayed
+    factor: float  # on the value of its jobs' delay
+    over: bool
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobStatus:
     """One job in `status`: its state and placement, spend, energy and carbon so far, and why it waits."""
 
@@ -56,6 +68,7 @@ class JobStatus:
     energy_kwh: float | None  # None: it never ran, or its figures were not asked for
     carbon_kg: float | None
     rightsizing: tuple[str, ...]  # what similar jobs' flags do to it (not finished jobs only)
+    fair_share: FairShareAnswer | None = field(default=None, metadata=OMITTED_IF_NONE)  # `--team`, fair sharing on
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,7 @@ class SpendRow:
     limit_usd_per_hour: float | None
     binding: str | None  # which cap or budget sets the limit
     over: bool
+    fair_share: FairShareAnswer | None = field(default=None, metadata=OMITTED_IF_NONE)  # a team's, fair sharing on
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,11 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
                                       "work runs on at today's rate", ("scope", "period")),
     "placement_pending_over_max_wait": ("Pending jobs that have waited their max_wait or longer, by team",
                                         ("team",)),
+    "placement_team_share": ("A team's share of every team's decayed on-prem and private GPU-hours (fair sharing "
+                             "on), 0..1", ("team",)),
+    "placement_team_weight_share": ("A team's fair share: its weight over the weights of the teams counted, 0..1",
+                                    ("team",)),
+    "placement_gpus_borrowed": ("GPUs a team holds of other teams' idle quota, by tier and team", ("tier", "team")),
     "placement_telemetry_report_timestamp_seconds": ("When a node's telemetry agent last reported (Unix time)",
                                                      ("node",)),
 }
@@ -68,7 +73,8 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "placement_downscale_actions": ("Work stopped, moved or scaled down to get spend back under a cap, by "
                                     "action and team", ("action", "team")),
     "placement_preemptions": ("Running jobs stopped and requeued to make room for other work, by cause "
-                              "(priority: a higher-priority job) and the stopped job's team", ("cause", "team")),
+                              "(priority: a higher-priority job; reclaim: the owner of the quota it borrowed) and "
+                              "the stopped job's team", ("cause", "team")),
 }
 _HISTOGRAMS: dict[str, str] = {
     "placement_round_seconds": "Duration of a placement round (snapshot, solve, record)",
@@ -185,6 +191,15 @@ class ServiceMetrics:
         with self._lock:
             self._update("placement_pending_over_max_wait",
                          {(team,): n for team, n in over_max_wait_by_team.items()})
+
+    def record_sharing(self, share_by_team: Mapping[str, tuple[float, float]],
+                       borrowed_by_tier_team: Mapping[tuple[str, str], float]) -> None:
+        """Record each team's (share, fair share) of owned GPU-hours and the GPUs it borrows (a team seen before
+        and missing now reads 0)."""
+        with self._lock:
+            self._update("placement_team_share", {(team,): s for team, (s, _) in share_by_team.items()})
+            self._update("placement_team_weight_share", {(team,): w for team, (_, w) in share_by_team.items()})
+            self._update("placement_gpus_borrowed", borrowed_by_tier_team)
 
     def record_telemetry_agents(self, reported_at_by_node: Mapping[str, float]) -> None:
         """Record when each node's telemetry agent last reported: a silent agent's timestamp stops moving."""

@@ -78,6 +78,9 @@ class Job:
     gpu_memory_estimated: bool = False  # gpu_memory_gb is an estimate: the policy's memory margin is added to it
     after: str | None = None  # a pipeline's previous task: this job waits until that one succeeded
     group: str | None = None  # a job group (its first job's id): its jobs are placed together or not at all
+    # Fair sharing (placement/solve/fairshare.py): the factor on the value of its delay while its team's share of
+    # owned GPUs is over its weight (1: not over, or fair sharing off).
+    fair_share_factor: float = 1.0
 
     def gpu_memory_needed(self, margin: float) -> float | None:
         """The GPU memory an offer must have: an estimate x (1 + margin), a figure given outright as it is."""
@@ -201,9 +204,11 @@ class ReasonCode(StrEnum):
     INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"  # every GPU of the asked type is too small
     RESIDENCY = "ResidencyForbids"  # only on-prem allowed, and on-prem has no capacity
     OVER_QUOTA = "OverQuota"
+    OVER_BORROWING_LIMIT = "OverBorrowingLimit"  # over its quota, and borrowing more would pass its borrowing_limit
     OVER_SURGE_CAP = "OverSurgeCap"
     OVER_BUDGET = "OverBudget"
     WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    WAITING_FOR_FAIR_SHARE = "WaitingForFairShare"  # capacity goes to teams under their weight first
     WAITING_FOR_RESERVED_CAPACITY = "WaitingForReservedCapacity"  # holds a reservation on the nodes that free first
     WAITING_FOR_PREDECESSOR = "WaitingForPredecessor"  # a pipeline's previous task has not succeeded yet
     WAITING_FOR_GROUP = "WaitingForGroup"  # another job of its job group cannot be placed this round
@@ -307,6 +312,7 @@ class Preemption:
     gain_usd: float  # the job's value less the victims' value and their restart
     reason: str  # what each victim is told: Preempted(by=JOB, gain=$X): ...
     placement: Placement  # where the job starts
+    reclaim: bool = False  # the victims ran on quota the job's team lent them (borrowing), not lower priority
 
 
 @dataclass(frozen=True, slots=True)

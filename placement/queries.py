@@ -11,8 +11,8 @@ import math
 from collections.abc import Callable, Mapping
 
 from clouds.base import Provider
-from placement.answers import (AlternativeOption, Explanation, Forecast, JobEvent, JobStatus, ReservationAnswer,
-                               RightsizingOption, SpendRow)
+from placement.answers import (AlternativeOption, Explanation, FairShareAnswer, Forecast, JobEvent, JobStatus,
+                               ReservationAnswer, RightsizingOption, SpendRow)
 from placement.caps import CapGuard
 from placement.debt_accounting import DebtAccounting
 from placement.job_reader import JobReader
@@ -21,6 +21,7 @@ from placement.rightsizing import shape
 from placement.solve import RoundResult
 from placement.solve.candidates import job_objective
 from placement.solve.explain import alternatives
+from placement.solve.fairshare import TeamShare
 from placement.store import JobRecord, JobUsageRecord, Store
 from policies.model import Policy
 
@@ -36,27 +37,32 @@ class Queries:
         self.jobs = jobs
         self.providers = providers
 
-    def spend(self, team: str | None = None) -> list[SpendRow]:
-        """Spend per scope against its caps: rate now, accrued today and this month, projections."""
+    def spend(self, team: str | None = None, shares: Mapping[str, TeamShare] | None = None) -> list[SpendRow]:
+        """Spend per scope against its caps: rate now, accrued today and this month, projections, and a team
+        scope's fair share (`shares`: the last round's, by team)."""
+        shares = shares or {}
         return [SpendRow(scope=row.scope, usd_per_hour=round(row.rate_per_hour, 4),
                            today_usd=round(row.accrued_today, 2), month_usd=round(row.accrued_month, 2),
                            projected_day_usd=round(row.projected_day, 2),
                            projected_month_usd=round(row.projected_month, 2),
                            cap=row.cap.model_dump(exclude_none=True) if row.cap else None,
                            limit_usd_per_hour=round(row.limit.usd_per_hour, 4) if row.limit else None,
-                           binding=row.limit.detail if row.limit else None, over=row.over)
+                           binding=row.limit.detail if row.limit else None, over=row.over,
+                           fair_share=fair_share_answer(shares.get(row.scope)))
                 for row in self.caps.report(self.policy, self.clock(), team)]
 
-    def status(self, job_id: str | None = None, team: str | None = None) -> list[JobStatus]:
+    def status(self, job_id: str | None = None, team: str | None = None,
+               shares: Mapping[str, TeamShare] | None = None) -> list[JobStatus]:
         """Jobs with their state and placement, spend, energy and carbon so far, and what similar jobs' flags
-        recommend to those not finished."""
+        recommend to those not finished; asked for a team, its fair share (`shares`: the last round's)."""
+        share = fair_share_answer((shares or {}).get(team)) if team else None
         records = [r for r in [self.store.job(job_id)] if r] if job_id else self.store.jobs(team=team)
         now = self.clock()
         usage = self.accounting.usage(records, now)
         similar = self.jobs.recommendations()
         return [job_status(r, now, self.store.spent(r.id), usage.get(r.id),
-                           () if r.state.terminal else tuple(n.note for n in self.jobs.rightsized(r, similar)[1]))
-                for r in records]
+                           () if r.state.terminal else tuple(n.note for n in self.jobs.rightsized(r, similar)[1]),
+                           share) for r in records]
 
     def record(self, job_id: str) -> JobRecord:
         record = self.store.job(job_id)
@@ -124,8 +130,16 @@ class Queries:
         return self.providers[Tier.ONPREM].logs(record.handle)
 
 
+def fair_share_answer(share: TeamShare | None) -> FairShareAnswer | None:
+    if share is None:
+        return None
+    return FairShareAnswer(share=round(share.share, 4), weight=round(share.weight, 4),
+                           gpu_hours=round(share.gpu_hours, 2), factor=round(share.factor, 4), over=share.over,
+                           summary=share.describe())
+
+
 def job_status(record: JobRecord, now: float, spent: float, usage: JobUsageRecord | None = None,
-               rightsizing: tuple[str, ...] = ()) -> JobStatus:
+               rightsizing: tuple[str, ...] = (), fair_share: FairShareAnswer | None = None) -> JobStatus:
     end = record.finished_at or now
     return JobStatus(
         id=record.id, name=record.name, team=record.team, priority=record.priority, state=record.state.value,
@@ -135,4 +149,5 @@ def job_status(record: JobRecord, now: float, spent: float, usage: JobUsageRecor
         run_s=round(end - record.started_at, 1) if record.started_at else None, attempt=record.attempt,
         handle=record.handle, nodes=tuple(record.nodes), reason_code=record.reason_code, reason=record.reason,
         service=record.service, energy_kwh=round(usage.energy_kwh, 4) if usage is not None else None,
-        carbon_kg=round(usage.carbon_kg, 4) if usage is not None else None, rightsizing=rightsizing)
+        carbon_kg=round(usage.carbon_kg, 4) if usage is not None else None, rightsizing=rightsizing,
+        fair_share=fair_share)

@@ -32,6 +32,7 @@ from placement.reconciler import Reconciler
 from placement.solve import RoundResult
 from placement.solve.decide import Decisions, ReplicaTarget, decide
 from placement.solve.downscale import DownscaleAction
+from placement.solve.fairshare import TeamShare
 from placement.solve.forecast import FinishedRun, learn_ratios
 from placement.solve.state import State
 from placement.spec import check_envs_set, launch_name, spec_from_data, to_jobs
@@ -57,6 +58,8 @@ class RoundReport:
     limit_by_scope: dict[str, float] = field(default_factory=dict)  # $/h each capped scope may spend now
     downscaled: tuple[DownscaleAction, ...] = ()  # what this round stopped or scaled down, and why
     committed_rate_by_scope: dict[str, float] = field(default_factory=dict)  # $/h the caps weighed, before downscaling
+    shares: tuple[TeamShare, ...] = ()  # each team's fair share (fair sharing on)
+    borrowed_by_tier_team: dict[tuple[str, str], float] = field(default_factory=dict)  # GPUs of others' idle quota
 
 
 class Engine:
@@ -82,6 +85,7 @@ class Engine:
         self.queries = Queries(self.store, self.policy, clock, self.caps, self.accounting, self.jobs, self.providers)
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
+        self.last_shares: dict[str, TeamShare] = {}  # each team's fair share in the last round (fair sharing on)
         if resume:
             self.reconciler.resume()
 
@@ -158,6 +162,7 @@ class Engine:
         decisions = decide(state, self.policy)
         self._act(decisions, pending, now)
         self.last_result, self.last_snapshot = decisions.result, decisions.snapshot
+        self.last_shares = {share.team: share for share in decisions.shares}
         return self._report(now, time.perf_counter() - start, decisions)
 
     def _state(self, now: float) -> tuple[State, dict[str, JobRecord]]:
@@ -251,17 +256,18 @@ class Engine:
             placed_by_tier=dict(Counter(p.tier.value for p in plan.placements)),
             jobs_by_state=self.store.counts_by_state(), gpus_by_tier_team=dict(gpus), spend_rate_by_scope=dict(spend),
             limit_by_scope={scope: limit.usd_per_hour for scope, limit in decisions.limits.items()},
-            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates))
+            downscaled=decisions.downscaled, committed_rate_by_scope=dict(decisions.rates),
+            shares=decisions.shares, borrowed_by_tier_team=decisions.borrowed)
 
     # --- answers: typed in `placement.queries` and `placement.debt_accounting`, JSON from here on ---------
 
     def spend(self, team: str | None = None) -> list[dict[str, Any]]:
         """Spend per scope against its caps: rate now, accrued today and this month, projections."""
-        return to_json(self.queries.spend(team))
+        return to_json(self.queries.spend(team, self.last_shares))
 
     def status(self, job_id: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
         """Jobs with their state and placement, spend, energy and carbon so far, and why they wait."""
-        return to_json(self.queries.status(job_id, team))
+        return to_json(self.queries.status(job_id, team, self.last_shares))
 
     def explain(self, job_id: str) -> dict[str, Any]:
         """A job's history, and its options in the last round."""

@@ -18,6 +18,7 @@ from clouds.base import Provider
 from placement.debt import JobUsage
 from placement.model import Demand, Job, Offer, Running, Tier
 from placement.solve.downscale import RunningWork, WorkKind
+from placement.solve.fairshare import HORIZON_HALF_LIVES, UsageSpan
 from placement.solve.state import Cooldown, Failover, LaunchFailures, Replica, RunningJob, ServiceFacts, State
 from placement.spec import duration_hours
 from placement.store import ACTIVE, JobRecord, JobState, ServiceRecord, Store
@@ -62,7 +63,17 @@ class StateBuilder:
             over_since=json.loads(self.store.meta(OVER_SINCE) or "{}"), failures=self.failures(pending),
             services=tuple(self.service_facts(s) for s in services), duration_ratios=duration_ratios,
             reserved=frozenset(r.job_id for r in self.store.reservations()),
-            **self.predecessors(pending), failover=self.failover)
+            **self.predecessors(pending), failover=self.failover, usage=self.usage(now, policy))
+
+    def usage(self, now: float, policy: Policy) -> tuple[UsageSpan, ...]:
+        """The runs that held owned GPUs within the fair-share window (none when fair sharing is off): the core
+        weighs them (`placement.solve.fairshare`). The store keeps one start per job: a run stopped and
+        requeued counts no more, and from its latest start once it runs again."""
+        if not policy.fair_share.enabled:
+            return ()
+        since = now - HORIZON_HALF_LIVES * policy.fair_share.half_life_hours * 3600.0
+        return tuple(usage_span(r) for r in self.store.jobs_overlapping(since)
+                     if r.tier in (Tier.ONPREM, Tier.PRIVATE) and r.gpus)
 
     def offers(self, holding: list[JobRecord]) -> tuple[Offer, ...]:
         """Each tier's offers: live from its provider (on-prem nodes with what running work holds taken), else
@@ -142,6 +153,12 @@ def running_job(record: JobRecord, policy: Policy, services: Mapping[str, Servic
     if record.state not in ACTIVE:
         return RunningJob(placed)
     return RunningJob(placed, running_work(record, policy, services, offers, idle, now), *billing(record, offers))
+
+
+def usage_span(record: JobRecord) -> UsageSpan:
+    """A started run's owned GPUs over its run so far (all its nodes)."""
+    nodes = len(record.nodes) if record.nodes else int(record.spec.get("num_nodes") or 1)
+    return UsageSpan(record.team, (record.gpus or 0.0) * nodes, record.started_at or 0.0, record.finished_at)
 
 
 def billing(record: JobRecord, offers: Mapping[str, Offer]) -> tuple[Offer | None, Demand, int]:

@@ -99,12 +99,37 @@ class PreemptionPolicy(_Strict):
 
 
 class TierQuota(_Strict):
+    """A team's GPUs per tier; on the owned tiers (on-prem, private) the teams with a quota there form a cohort
+    whose idle quota a team may borrow (Kueue's cohorts: placement/solve/borrowing.py)."""
+
     onprem: float | None = Field(None, ge=0, description="GPUs the team may hold on-prem.")
     private: float | None = Field(None, ge=0)
     public: float | None = Field(None, ge=0)
+    borrowing_limit: float = Field(0.0, ge=0, description=(
+        "GPUs beyond its on-prem or private quota the team may hold of other teams' idle quota there, per tier; "
+        "0 (the default): none. Borrowed work is reclaimed by preemption when its owner needs it."))
+    lending_limit: float | None = Field(None, ge=0, description=(
+        "GPUs of its idle on-prem or private quota other teams may borrow, per tier; None: all of it."))
 
     def limit(self, tier: Tier) -> float | None:
         return getattr(self, tier.value)
+
+
+class FairSharePolicy(_Strict):
+    """Fair sharing of owned GPUs between teams (Kueue's fair sharing, Slurm's fair-share factor:
+    placement/solve/fairshare.py)."""
+
+    enabled: bool = Field(False, description=(
+        "Lower the value of a team's next placements while its share of on-prem and private GPU-hours (decayed) "
+        "is above its weight's share, so at equal priority it waits behind a team that used less."))
+    half_life_hours: float = Field(24.0, gt=0, description="Half-life of past GPU-hours in a team's share.")
+    weights: dict[str, NonNegativeFloat] = Field(default_factory=dict, description=(
+        "Each team's weight; a team not named weighs `default_weight`. A team's fair share is its weight over "
+        "the weights of the teams that have used GPUs in the window or have work now."))
+    default_weight: NonNegativeFloat = Field(1.0, description="The weight of a team `weights` does not name.")
+
+    def weight(self, team: str) -> float:
+        return self.weights.get(team, self.default_weight)
 
 
 SAFETY_FACTOR = 20.0  # a work-limited round's wall-clock safety net, in time limits
@@ -200,7 +225,9 @@ class Policy(_Strict):
     caps: Caps = Caps()
     downscale: Downscale = Downscale()
     preemption: PreemptionPolicy = PreemptionPolicy()
-    quotas: dict[str, TierQuota] = Field(default_factory=dict, description="GPUs per tier, per team.")
+    fair_share: FairSharePolicy = FairSharePolicy()
+    quotas: dict[str, TierQuota] = Field(default_factory=dict, description=(
+        "GPUs per tier, per team, with what a team may borrow of the others' idle on-prem and private quota."))
     solver: SolverSettings = SolverSettings()
     memory: MemoryPolicy = MemoryPolicy()
     debt: DebtPolicy = Field(default_factory=DebtPolicy, description=(

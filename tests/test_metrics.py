@@ -79,6 +79,9 @@ class Recorder:
     def debt(self, values: dict) -> None:
         self.service_metrics.record_debt(**values)
 
+    def sharing(self, shares: dict, borrowed: dict) -> None:
+        self.service_metrics.record_sharing(shares, borrowed)
+
     def operator(self, spend: list[dict], over_max_wait: dict, agents: dict) -> None:
         self.service_metrics.record_spend(spend)
         self.service_metrics.record_queue(over_max_wait)
@@ -120,7 +123,8 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
     actor, url, worker_id = recorder
     ray.get([actor.round.remote(ROUND_1), actor.error.remote("aws", "launch"),
              actor.error.remote("aws", "launch"), actor.error.remote("onprem", "terminate"),
-             actor.debt.remote(DEBT_1), actor.operator.remote(SPEND_1, {"nlp": 2}, AGENTS_1)], timeout=30)
+             actor.debt.remote(DEBT_1), actor.operator.remote(SPEND_1, {"nlp": 2}, AGENTS_1),
+             actor.sharing.remote({"nlp": (0.6, 0.5), "vision": (0.4, 0.5)}, {("onprem", "nlp"): 4.0})], timeout=30)
     expected = {
         series("ray_placement_pending_jobs", reason="OverQuota"): 3.0,
         series("ray_placement_pending_jobs", reason="WaitingForCapacity"): 2.0,
@@ -156,6 +160,9 @@ def test_rounds_and_errors_reach_the_nodes_prometheus_endpoint(recorder):
         series("ray_placement_spend_projected_usd", scope="global", period="day"): 210.0,
         series("ray_placement_spend_projected_usd", scope="global", period="month"): 9000.0,
         series("ray_placement_pending_over_max_wait", team="nlp"): 2.0,
+        series("ray_placement_team_share", team="nlp"): 0.6,
+        series("ray_placement_team_weight_share", team="vision"): 0.5,
+        series("ray_placement_gpus_borrowed", tier="onprem", team="nlp"): 4.0,
         series("ray_placement_telemetry_report_timestamp_seconds", node="a100-0"): 1_800_000_000.0,
         series("ray_placement_telemetry_report_timestamp_seconds", node="t4-0"): 1_799_999_000.0,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -109,6 +109,15 @@ def status(
     for r in rows:
         for note in r["rightsizing"]:
             out.print(f"{r['id']}: [magenta]{escape(note)}[/magenta]")
+    _print_fair_shares(rows)
+
+
+def _print_fair_shares(rows: list[dict[str, Any]]) -> None:
+    """The fair share of each team the rows carry one for (`--team` with fair sharing on)."""
+    shares = {r.get("team", r.get("scope")): r["fair_share"] for r in rows if r.get("fair_share")}
+    for share in dict(sorted(shares.items())).values():
+        out.print(f"Fair share: {share['summary']} ({share['gpu_hours']:,.1f} decayed GPU-hours; its jobs' value "
+                  f"x{share['factor']:.2f})")
 
 
 @app.command()
@@ -136,6 +145,7 @@ def spend(
                       f"{r['today_usd']:.2f}", f"{r['month_usd']:.2f}", f"{r['projected_day_usd']:.2f}",
                       f"{r['projected_month_usd']:.2f}", r["binding"] or "-")
     out.print(table)
+    _print_fair_shares(rows)
 
 
 @app.command()

@@ -315,7 +315,8 @@ def build_classes(jobs: tuple[Job, ...], groups: list[Group], policy: Policy, ag
             may_wait = None if wait is None else wait.within_max_wait
             backfills = tuple(job.expected_hours <= h + 1e-9 for h in horizons)
             key = (sig, job.priority, team_scope(job.team, policy), bucket, overdue, must_start(job, policy),
-                   job.budget_usd, may_wait, backfills, job.id if job.id in reserved_for else None)
+                   job.budget_usd, may_wait, backfills, job.id if job.id in reserved_for else None,
+                   job.fair_share_factor)
         else:
             key = (job.id,)
         buckets[key].append(job)

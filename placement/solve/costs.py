@@ -33,8 +33,9 @@ def gpu_units(job: Job, demand: Demand, policy: Policy) -> float:
 
 
 def delay_rate(job: Job, policy: Policy) -> float:
-    """$ per hour this job's delay costs now (higher once it is past its max_wait)."""
-    rate = policy.delay_rate(job.priority) * gpu_units(job, job.demands[0], policy)
+    """$ per hour this job's delay costs now (higher once it is past its max_wait, lower while its team is over its
+    fair share)."""
+    rate = policy.delay_rate(job.priority) * gpu_units(job, job.demands[0], policy) * job.fair_share_factor
     if job.max_wait_hours is not None and job.waited_hours >= job.max_wait_hours:
         rate *= policy.overdue_multiplier
     return rate

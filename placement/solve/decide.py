@@ -15,9 +15,12 @@ State. In order:
    (placing it at once would spend the headroom the hysteresis left, and restart it for nothing);
 4. give-ups: a job whose launches failed `Failover.max_attempts` times is not
    placed again (`ReasonCode.LAUNCH_ATTEMPTS_EXHAUSTED`);
-5. placement: one round (`chains.plan_round`) under the limits as rate caps, the
+5. fair sharing (policy `fair_share`): each team's decayed share of owned GPU-hours against its weight; a team
+   over it has the value of its jobs' delay lowered (`fairshare`);
+6. placement: one round (`chains.plan_round`) under the limits as rate caps, the
    offers on cool-down blocked; a job a budget's rate cannot pay for is queued
-   with `OverBudget` and the numbers.
+   with `OverBudget` and the numbers, one of a team over its fair share waiting for capacity with
+   `WaitingForFairShare`.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from placement.model import Demand, Offer, Plan, Reason, ReasonCode, Snapshot
+from placement.solve.borrowing import borrowed
 from placement.solve.chains import plan_round
 from placement.solve.downscale import (DownscaleAction, DownscalePlan, RunningWork, committed_rates, due_scopes,
                                        plan_downscale, track_overruns)
 from placement.solve.engine import RoundResult
+from placement.solve.fairshare import TeamShare, fair_share_reasons, team_shares, weighed
 from placement.solve.limits import Accrued, CapKind, RateLimit, effective_rate_limits, rate_caps, scope_name
 from placement.solve.state import RunningJob, ServiceFacts, State
 from policies.model import Policy
@@ -87,10 +92,16 @@ class Decisions:
     limits: dict[str, RateLimit] = dataclasses.field(default_factory=dict)  # $/h each capped scope may spend now
     rates: dict[str, float] = dataclasses.field(default_factory=dict)  # committed $/h per scope, before downscaling
     over_since: dict[str, float] = dataclasses.field(default_factory=dict)  # to keep for the next round
+    shares: tuple[TeamShare, ...] = ()  # each team's fair share (fair sharing on), by team
 
     @property
     def downscaled(self) -> tuple[DownscaleAction, ...]:
         return self.downscale.actions if self.downscale is not None else ()
+
+    @property
+    def borrowed(self) -> dict[tuple[str, str], float]:
+        """GPUs each team holds of other teams' idle quota once the round's placements run, by (tier, team)."""
+        return {(tier.value, team): gpus for (team, tier), gpus in borrowed(self.result.ledger.quota_left).items()}
 
 
 def decide(state: State, policy: Policy) -> Decisions:
@@ -111,17 +122,22 @@ def decide(state: State, policy: Policy) -> Decisions:
     give_ups = give_ups_of(state)
     held = leaving | {g.job_id for g in give_ups}
     blocked = frozenset(o for c in state.cooldowns if c.until > now for o in c.offer_ids)
-    snapshot = Snapshot(jobs=tuple(j for j in state.pending if j.id not in held), offers=state.offers,
+    settings = policy.fair_share
+    shares = team_shares(state.usage, {j.team for j in state.pending} | {r.placed.team for r in running}, now,
+                         settings) if settings.enabled else {}
+    pending = weighed((j for j in state.pending if j.id not in held), shares)
+    snapshot = Snapshot(jobs=pending, offers=state.offers,
                         running=tuple(r.placed for r in running if r.job_id not in stopped),
                         pool_quotas=state.pool_quotas, blocked_offers=blocked, duration_ratios=state.duration_ratios,
                         reserved=state.reserved)
     round_policy = policy.model_copy(update={"caps": rate_caps(limits)}) if limits else policy
     result = plan_round(snapshot, round_policy, state.succeeded, state.failed)
-    plan = dataclasses.replace(result.plan, queued=tuple(_budget_reason(job_id, why, limits)
-                                                         for job_id, why in result.plan.queued)
-                               + tuple((g.job_id, g.reason) for g in give_ups))
+    queued = tuple(_budget_reason(job_id, why, limits) for job_id, why in result.plan.queued)
+    if shares:
+        queued = fair_share_reasons(queued, pending, shares, settings.half_life_hours)
+    plan = dataclasses.replace(result.plan, queued=queued + tuple((g.job_id, g.reason) for g in give_ups))
     return Decisions(plan, dataclasses.replace(result, plan=plan), snapshot, round_policy, replicas, repricings,
-                     downscale, give_ups, limits, caps.rates, caps.over_since)
+                     downscale, give_ups, limits, caps.rates, caps.over_since, tuple(shares.values()))
 
 
 @dataclass(frozen=True, slots=True)

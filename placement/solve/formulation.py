@@ -89,7 +89,7 @@ def formulate(classes: list[JobClass], ledger: CapacityLedger, *, packable: bool
     for pool, entries in pool_rows.items():
         lp.add_row([v for v, _ in entries], [g for _, g in entries], max(ledger.pool_left[pool], 0.0))
     for key, entries in quota_rows.items():
-        lp.add_row([v for v, _ in entries], [g for _, g in entries], max(ledger.quota_left[key], 0.0))
+        lp.add_row([v for v, _ in entries], [g for _, g in entries], max(ledger.quota_room(key), 0.0))
     for scope, entries in cap_rows.items():
         lp.add_row([v for v, _ in entries], [r for _, r in entries], max(ledger.cap_left[scope], 0.0))
 

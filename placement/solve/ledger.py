@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from placement.model import Demand, Job, Offer, Placement, Reason, ReasonCode, Snapshot, Tier
+from placement.solve.borrowing import quota_blocker, room
 from placement.solve.candidates import Group, SignatureOption
 from policies.model import Policy
 
@@ -134,7 +135,9 @@ class CapacityLedger:
         for index in self.nodes:
             self.refresh(index)
         self.held: dict[str, list[NodeState]] = {}  # job id -> the nodes it was placed on this round
+        self.policy = policy
         self.pool_left: dict[str, float] = dict(snapshot.pool_quotas)
+        # (team, tier) -> GPUs of its quota left; below zero while it borrows other teams' idle quota (borrowing)
         self.quota_left: dict[tuple[str, Tier], float] = {}
         for team, quota in policy.quotas.items():
             for tier in Tier:
@@ -165,6 +168,10 @@ class CapacityLedger:
                 if scope in self.cap_left:
                     self.cap_left[scope] -= rate
 
+    def quota_room(self, key: tuple[str, Tier]) -> float:
+        """GPUs a team may still take in a tier: its quota left and what it may borrow now (borrowing)."""
+        return room(self.quota_left, self.policy, *key)
+
     def blocker(self, job: Job, option: SignatureOption) -> Reason | None:
         """Why `option` cannot take `job` now, or None if it can."""
         reason = self.limit_blocker(job, option)
@@ -181,11 +188,10 @@ class CapacityLedger:
             return Reason(ReasonCode.OVER_QUOTA,
                           f"private pool {offer.pool} has {max(self.pool_left[offer.pool], 0):g} of its GPU quota left, "
                           f"the job needs {option.gpus:g}", scope=offer.pool)
-        left = self.quota_left.get((job.team, tier))
-        if left is not None and option.gpus > _EPS and left < option.gpus - _EPS:
-            return Reason(ReasonCode.OVER_QUOTA,
-                          f"team {job.team} has {max(left, 0):g} {tier.value} GPUs of quota left, the job needs "
-                          f"{option.gpus:g}", scope=job.team)
+        if option.gpus > _EPS and (job.team, tier) in self.quota_left:
+            reason = quota_blocker(self.quota_left, self.policy, job.team, tier, option.gpus)
+            if reason is not None:
+                return reason
         if tier is not Tier.ONPREM:
             for scope in (GLOBAL, job.team):
                 headroom = self.cap_left.get(scope)

@@ -13,6 +13,11 @@ Kueue's `withinClusterQueue: LowerPriority`, Slurm's QOS preemption, priced in t
   policy's `downscale.restart_hours`), at its priority's rate;
 - the gain is the value less the costs; the job preempts only when it is positive.
 
+Borrowed quota is taken back the same way (Kueue's `reclaimWithinCohort`, placement/solve/borrowing.py): a
+queued job whose team places it within its own on-prem quota may displace work other teams run on borrowed
+quota whatever its priority, age or `preemptible`, and whatever the gain (the owner is owed it); such victims
+are taken first.
+
 Only on-prem work is displaced (a node, not an instance type, is what a waiting job can take over), only
 single-node jobs preempt, and victims are chosen per node, least valuable first, the node needing the fewest
 victims (then the largest gain) winning. A victim is always a whole job: a gang spread over several nodes is
@@ -24,9 +29,11 @@ more than 1 / `min_priority_gap` of the job's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 from placement.model import Job, Offer, Placement, Preemption, Running, Snapshot, Tier
+from placement.solve.borrowing import reclaimable, within_quota
 from placement.solve.candidates import group_offers, index_groups, job_objective, signature_options, usable
 from placement.solve.costs import delay_rate, gpu_units
 from placement.solve.forecast import Ratios, remaining_hours
@@ -48,12 +55,15 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
         for name in placement.nodes:
             if name in free:
                 _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
-    victims = [r for r in snapshot.running if _displaceable(r, policy)]
+    borrowed = reclaimable(snapshot.running, policy)  # job id -> the team that borrows for it
+    displaceable = {r.job_id for r in snapshot.running if _displaceable(r, policy)}
+    victims = [r for r in snapshot.running if r.job_id in displaceable or (
+        r.job_id in borrowed and r.nodes and r.priority in policy.priorities)]
     ratios = Ratios(snapshot.duration_ratios)
     public = _public_rates(snapshot)  # by GPU type
     if not victims:
         return ()
-    lowest = min(policy.delay_rate(v.priority) for v in victims)
+    lowest = min((policy.delay_rate(v.priority) for v in victims if v.job_id in displaceable), default=math.inf)
     hosting = {name for v in victims for name in v.nodes}
     teams = {j.id: j.team for j in snapshot.jobs}
     charged = [*snapshot.running, *(_as_running(p, teams) for p in placements)]
@@ -64,8 +74,15 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
     for job in sorted(queued, key=lambda j: (-delay_rate(j, policy) / gpu_units(j, j.demands[0], policy), j.id)):
         if budget <= 0:
             break
-        if (job.num_nodes != 1 or Tier.ONPREM not in job.tiers or job.priority not in policy.priorities
-                or policy.delay_rate(job.priority) < lowest * settings.min_priority_gap - _EPS):
+        if job.num_nodes != 1 or Tier.ONPREM not in job.tiers or job.priority not in policy.priorities:
+            continue
+        owner = bool(borrowed) and within_quota(_quota_left(snapshot, charged, policy), job.team, Tier.ONPREM,
+                                                job.demands[0].accelerator_count)
+
+        def reclaims(victim: Running, team: str = job.team, owner: bool = owner) -> bool:
+            return owner and borrowed.get(victim.job_id, team) != team
+
+        if not owner and policy.delay_rate(job.priority) < lowest * settings.min_priority_gap - _EPS:
             continue
         if job.id in queue_costs:
             def saving(placement: Placement, queue_cost: float = queue_costs[job.id]) -> float:
@@ -76,9 +93,10 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
                 return delay
         best = None
         for name in sorted(n for n in nodes if n in hosting or n in freed):
-            found = _on_node(job, nodes[name], free, [v for v in victims if v.job_id not in stopped], charged,
-                             snapshot, policy, budget, name in freed, saving, lambda v: _cost(v, job, policy,
-                                                                                              ratios, public))
+            found = _on_node(job, nodes[name], free, [v for v in victims if v.job_id not in stopped
+                                                      and (v.job_id in displaceable or reclaims(v))],
+                             charged, snapshot, policy, budget, name in freed, saving,
+                             lambda v: _cost(v, job, policy, ratios, public), reclaims)
             if found is not None and (best is None or (len(found[0]), -found[1]) < (len(best[0]), -best[1])):
                 best = found
         if best is None:
@@ -94,10 +112,12 @@ def preemptions(queued: list[Job], queue_costs: dict[str, float], wait_hours: di
             _add(free[name], (placement.gpus_per_node, placement.cpus_per_node, placement.memory_gb_per_node), -1)
         charged = [r for r in charged if r.job_id not in stopped] + [_as_running(placement, teams)]
         budget -= len(taken)
-        reason = (f"Preempted(by={job.id}, gain=${gain:,.2f}): {job.priority} {job.id} needs "
-                  f"{', '.join(placement.nodes)} now; requeued")
+        reclaim = bool(taken) and all(map(reclaims, taken))
+        need = f"team {job.team} reclaims the on-prem quota it lent for {job.id}" if reclaim else \
+            f"{job.priority} {job.id} needs"
+        reason = f"Preempted(by={job.id}, gain=${gain:,.2f}): {need} {', '.join(placement.nodes)} now; requeued"
         chosen.append(Preemption(job.id, tuple(v.job_id for v in taken), tuple(v.team for v in taken),
-                                 placement.nodes, gain, reason, placement))
+                                 placement.nodes, gain, reason, placement, reclaim))
     return tuple(chosen)
 
 
@@ -109,13 +129,17 @@ def _displaceable(work: Running, policy: Policy) -> bool:
 
 def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[Running], charged: list[Running],
              snapshot: Snapshot, policy: Policy, budget: int, freed: bool, saving: Callable[[Placement], float],
-             cost_of: Callable[[Running], float]) -> tuple[list[Running], float, Placement] | None:
+             cost_of: Callable[[Running], float], reclaims: Callable[[Running], bool]
+             ) -> tuple[list[Running], float, Placement] | None:
     """The fewest least valuable victims on `node` that make room for `job` there, their gain and the placement
-    (none needed where this round's stops already freed room: `freed`); None when no worthwhile set does."""
+    (none needed where this round's stops already freed room: `freed`); None when no worthwhile set does. Work
+    on quota the job's team lent (`reclaims`) goes first, and a set of only such victims is worth it whatever
+    the gain."""
     rate = policy.delay_rate(job.priority)
     ceiling = rate / policy.preemption.min_priority_gap
-    here = sorted((v for v in victims if node.name in v.nodes and policy.delay_rate(v.priority) <= ceiling + _EPS),
-                  key=lambda v: (cost_of(v), v.job_id))
+    here = sorted((v for v in victims if node.name in v.nodes
+                   and (reclaims(v) or policy.delay_rate(v.priority) <= ceiling + _EPS)),
+                  key=lambda v: (not reclaims(v), cost_of(v), v.job_id))
     taken: list[Running] = []
     cost = 0.0
     if freed:
@@ -128,7 +152,7 @@ def _on_node(job: Job, node: Offer, free: dict[str, list[float]], victims: list[
         placement = _fit(job, node, free[node.name], taken, charged, snapshot, policy)
         if placement is not None:
             gain = saving(placement) - cost
-            return (taken, gain, placement) if gain > _EPS else None
+            return (taken, gain, placement) if gain > _EPS or all(map(reclaims, taken)) else None
     return None
 
 
@@ -182,6 +206,11 @@ def _fit(job: Job, node: Offer, free: list[float], taken: list[Running], charged
         if offers is not None:
             return placement_of(job, Chosen(job_objective(job, option, policy), option, offers))
     return None
+
+
+def _quota_left(snapshot: Snapshot, charged: list[Running], policy: Policy) -> dict[tuple[str, Tier], float]:
+    """Each team's quota left with `charged` (running work and this round's placements) counted."""
+    return CapacityLedger(dataclasses.replace(snapshot, running=tuple(charged)), [], policy).quota_left
 
 
 def _as_running(placement: Placement, teams: dict[str, str]) -> Running:

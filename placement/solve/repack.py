@@ -308,14 +308,15 @@ def _assign(offer: Offer, node_count: int, candidates: list[Candidate], now: dic
             gpu_row[0].append(share)
             gpu_row[1].append(1.0)
         lp.add_row(*gpu_row, offer.gpu_count)
-    for (team, tier), left in ledger.quota_left.items():
+    for (team, tier) in ledger.quota_left:
         if tier is not Tier.ONPREM:
             continue
         entries = [(var, candidates[i].option.gpus) for var, (i, _) in enumerate(variables)
                    if candidates[i].job.team == team and candidates[i].option.gpus > 0]
         if entries:  # the team's jobs on these nodes give their GPUs back first
             freed = sum(c.held_gpus for c in candidates if c.job.team == team)
-            lp.add_row([v for v, _ in entries], [g for _, g in entries], max(left + freed, 0.0))
+            lp.add_row([v for v, _ in entries], [g for _, g in entries],
+                       max(ledger.quota_room((team, tier)) + freed, 0.0))
     solution = milp.solve(lp, integer=True, backend=backend, time_limit_s=time_limit, mip_rel_gap=STEP_GAP,
                           start=start, work=work)
     if solution.values is None or solution.objective >= current - 1e-6:

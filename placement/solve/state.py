@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from placement.model import Demand, DurationRatio, Job, Offer, Running
 from placement.solve.downscale import RunningWork
+from placement.solve.fairshare import UsageSpan
 from placement.solve.limits import Accrued
 
 
@@ -101,3 +102,4 @@ class State:
     succeeded: frozenset[str] = frozenset()  # pipeline predecessors that succeeded
     failed: frozenset[str] = frozenset()  # ... and those that failed or were cancelled
     failover: Failover = Failover()
+    usage: tuple[UsageSpan, ...] = ()  # runs that held owned GPUs in the fair-share window (fair sharing on)
