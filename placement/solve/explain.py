@@ -25,7 +25,8 @@ class Infeasibility:
     The first filter that rules out every offer names the reason. The offers are
     indexed by GPU type and tier once, so a job is tested only against offers of
     its own GPU types (not every raw offer), and jobs of the same shape (every
-    field the diagnosis reads) get the answer worked out for the first of them.
+    field the diagnosis reads but hours and budget) share the offers worked out
+    for the first of them.
     """
 
     def __init__(self, offers: tuple[Offer, ...], blocked: frozenset[str], policy: Policy):
@@ -33,16 +34,25 @@ class Infeasibility:
         self.blocked = blocked
         self.policy = policy
         self._by_gpu_tier: dict[tuple[str | None, Tier], list[Offer]] | None = None
-        self._reasons: dict[tuple, Reason] = {}
+        self._shapes: dict[tuple, Reason | tuple[str, float]] = {}  # a reason, or (shape, the least $/h with room)
 
     def why(self, job: Job) -> Reason:
         """The first filter that rules out every offer for this job."""
         key = (job.demands, tuple(d.sellers for d in job.demands), job.num_nodes, job.tiers, job.spot_ok,
-               job.onprem_only, job.gpu_memory_gb, job.gpu_memory_estimated, job.expected_hours, job.budget_usd)
-        reason = self._reasons.get(key)
-        if reason is None:
-            reason = self._reasons[key] = self._diagnose(job)
-        return reason
+               job.onprem_only, job.gpu_memory_gb, job.gpu_memory_estimated)
+        found = self._shapes.get(key)
+        if found is None:
+            found = self._shapes[key] = self._diagnose(job)
+        if isinstance(found, Reason):
+            return found
+        shape, cheapest_rate = found
+        # x -> x * nodes * hours never decreases, so the least product is the least rate's.
+        cheapest = cheapest_rate * job.num_nodes * job.expected_hours
+        if job.budget_usd is not None and cheapest > job.budget_usd:
+            return Reason(ReasonCode.OVER_BUDGET,
+                          f"the cheapest fitting offer costs ${cheapest:,.2f} over {job.expected_hours:g} h, "
+                          f"above the job's budget of ${job.budget_usd:,.2f}")
+        return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no offer with room matches {shape}")
 
     def _index(self) -> dict[tuple[str | None, Tier], list[Offer]]:
         if self._by_gpu_tier is None:
@@ -51,7 +61,9 @@ class Infeasibility:
                 self._by_gpu_tier[(offer.gpu, offer.tier)].append(offer)
         return self._by_gpu_tier
 
-    def _diagnose(self, job: Job) -> Reason:
+    def _diagnose(self, job: Job) -> Reason | tuple[str, float]:
+        """The reason, where the job's shape alone rules every offer out; else the shape's words and the least
+        $/h per node of an offer with room (what the job's budget is held against)."""
         policy = self.policy
         index = self._index()
         gpus = sorted({d.accelerator for d in job.demands if d.accelerator})
@@ -82,7 +94,9 @@ class Infeasibility:
         for demand in job.demands:
             for tier in tiers:  # a GPU demand fits only offers of its GPU; a CPU demand may fit any
                 candidates = index.get((demand.accelerator, tier), ()) if demand.accelerator else by_tier[tier]
-                fitting.update((id(o), o) for o in candidates if id(o) not in fitting and fits(job, demand, o, policy))
+                for offer in candidates:
+                    if fits(job, demand, offer, policy):
+                        fitting[id(offer)] = offer
         if not fitting:
             return Reason(ReasonCode.NO_FEASIBLE_TARGET,
                           f"no offer matches {shape} with {job.demands[0].cpus:g}+ CPUs, "
@@ -96,12 +110,7 @@ class Infeasibility:
         if not available:
             return Reason(ReasonCode.WAITING_FOR_CAPACITY,
                           f"every offer of {shape} is full or on cool-down after a failed launch")
-        cheapest = min(o.job_price_per_hour(job.demands[0]) * job.num_nodes * job.expected_hours for o in available)
-        if job.budget_usd is not None and cheapest > job.budget_usd:
-            return Reason(ReasonCode.OVER_BUDGET,
-                          f"the cheapest fitting offer costs ${cheapest:,.2f} over {job.expected_hours:g} h, "
-                          f"above the job's budget of ${job.budget_usd:,.2f}")
-        return Reason(ReasonCode.NO_FEASIBLE_TARGET, f"no offer with room matches {shape}")
+        return shape, min(o.job_price_per_hour(job.demands[0]) for o in available)
 
 
 def in_time(hours: float) -> str:
