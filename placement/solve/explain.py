@@ -24,9 +24,10 @@ class Infeasibility:
 
     The first filter that rules out every offer names the reason. The offers are
     indexed by GPU type and tier once, so a job is tested only against offers of
-    its own GPU types (not every raw offer), and jobs of the same shape (every
-    field the diagnosis reads but hours and budget) share the offers worked out
-    for the first of them.
+    its own GPU types (not every raw offer), once per class of offers that `fits`
+    cannot tell apart (a catalog's zones, identical idle nodes); jobs of the same
+    shape (every field the diagnosis reads but hours and budget) share the
+    offers worked out for the first of them.
     """
 
     def __init__(self, offers: tuple[Offer, ...], blocked: frozenset[str], policy: Policy):
@@ -34,6 +35,7 @@ class Infeasibility:
         self.blocked = blocked
         self.policy = policy
         self._by_gpu_tier: dict[tuple[str | None, Tier], list[Offer]] | None = None
+        self._alike_by: dict[bool, dict[tuple[str | None, Tier], list[tuple[Offer, list[Offer]]]]] = {}
         self._shapes: dict[tuple, Reason | tuple[str, float]] = {}  # a reason, or (shape, the least $/h with room)
 
     def why(self, job: Job) -> Reason:
@@ -60,6 +62,23 @@ class Infeasibility:
             for offer in self.offers:
                 self._by_gpu_tier[(offer.gpu, offer.tier)].append(offer)
         return self._by_gpu_tier
+
+    def _alike(self, by_name: bool) -> dict[tuple[str | None, Tier], list[tuple[Offer, list[Offer]]]]:
+        """Each GPU type and tier's offers in classes that `fits` cannot tell apart (one representative each):
+        the same on everything it reads of an offer, the name included only for jobs that pin an instance type."""
+        if by_name not in self._alike_by:
+            alike: dict[tuple[str | None, Tier], dict[tuple, tuple[Offer, list[Offer]]]] = defaultdict(dict)
+            for (gpu, tier), offers in self._index().items():
+                for offer in offers:
+                    key = (offer.sharing, offer.gpu_count, offer.gpu_memory_gb, offer.vcpus, offer.memory_gb,
+                           offer.cloud, offer.region, offer.spot, offer.name if by_name else None)
+                    found = alike[(gpu, tier)].get(key)
+                    if found is None:
+                        alike[(gpu, tier)][key] = (offer, [offer])
+                    else:
+                        found[1].append(offer)
+            self._alike_by[by_name] = {k: list(classes.values()) for k, classes in alike.items()}
+        return self._alike_by[by_name]
 
     def _diagnose(self, job: Job) -> Reason | tuple[str, float]:
         """The reason, where the job's shape alone rules every offer out; else the shape's words and the least
@@ -90,13 +109,16 @@ class Infeasibility:
                 return Reason(ReasonCode.RESIDENCY, f"data residency keeps it on-prem, and no on-prem node has {shape}")
             return Reason(ReasonCode.NO_FEASIBLE_TARGET,
                           f"no offer of {shape} in the allowed tiers ({', '.join(sorted(t.value for t in job.tiers))})")
+        alike = self._alike(any(d.instance_type is not None for d in job.demands))
         fitting: dict[int, Offer] = {}  # by id(): an offer fitting several demands counts once
         for demand in job.demands:
             for tier in tiers:  # a GPU demand fits only offers of its GPU; a CPU demand may fit any
-                candidates = index.get((demand.accelerator, tier), ()) if demand.accelerator else by_tier[tier]
-                for offer in candidates:
-                    if fits(job, demand, offer, policy):
-                        fitting[id(offer)] = offer
+                keys = [(demand.accelerator, tier)] if demand.accelerator else \
+                    [(gpu, tier) for gpu in gpus] if gpus else [k for k in alike if k[1] is tier]
+                for key in keys:
+                    for offer, members in alike.get(key, ()):
+                        if fits(job, demand, offer, policy):
+                            fitting.update((id(m), m) for m in members)
         if not fitting:
             return Reason(ReasonCode.NO_FEASIBLE_TARGET,
                           f"no offer matches {shape} with {job.demands[0].cpus:g}+ CPUs, "
