@@ -257,8 +257,8 @@ class Reconciler:
                 log.warning("observing %s failed: %s", provider.name, exc)
                 self.on_error(provider.name, "observe")
                 continue
+            self._accrue(records, now)
             for record in records:
-                self._accrue(record, now)
                 observation = seen[record.handle]
                 if observation.status is WorkStatus.LAUNCH_FAILED:
                     self._launch_failed(record, record.offer_id, provider,
@@ -272,13 +272,19 @@ class Reconciler:
                     if tier is not Tier.ONPREM and observation.status in _ENDED:
                         provider.terminate(record.handle)  # the end is recorded; stop paying for the machines
 
-    def _accrue(self, record: JobRecord, now: float) -> None:
-        if record.state is not JobState.RUNNING or not record.rate_per_hour or record.started_at is None:
+    def _accrue(self, records: list[JobRecord], now: float) -> None:
+        """What running work spent since its last accrual, one spend row each, in one transaction."""
+        running = [r for r in records if r.state is JobState.RUNNING and r.rate_per_hour and r.started_at is not None]
+        if not running:
             return
-        since = max(self.store.spend_until(record.id) or record.started_at, record.started_at)
-        if now > since:
-            self.store.add_spend(record.id, record.team, record.tier, since, now,
-                                 record.rate_per_hour * (now - since) / 3600.0)
+        until = self.store.spend_until_each([r.id for r in running])
+        accruals = []
+        for record in running:
+            since = max(until.get(record.id) or record.started_at, record.started_at)
+            if now > since:
+                accruals.append((record.id, record.team, record.tier, since, now,
+                                 record.rate_per_hour * (now - since) / 3600.0))
+        self.store.add_spends(accruals)
 
     def _transition(self, record: JobRecord, status: WorkStatus, message: str, now: float) -> None:
         if status is WorkStatus.RUNNING and record.state is not JobState.RUNNING:

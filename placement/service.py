@@ -83,6 +83,8 @@ class Engine:
         self.accounting = DebtAccounting(self.store, self.policy, offers_by_id, clock,
                                          config.telemetry_raw_retention_s, config.telemetry_minute_retention_s)
         self.queries = Queries(self.store, self.policy, clock, self.caps, self.accounting, self.jobs, self.providers)
+        self._ratios: tuple[DurationRatio, ...] = ()  # learned at `_ratios_mark` (`Store.finished_runs_mark`)
+        self._ratios_mark: tuple[int, float | None] | None = None
         self.last_result: RoundResult | None = None
         self.last_snapshot: Snapshot | None = None
         self.last_shares: dict[str, TeamShare] = {}  # each team's fair share in the last round (fair sharing on)
@@ -225,9 +227,14 @@ class Engine:
                     self.reconciler.cancel(record, reason=target.cause)
 
     def _duration_ratios(self) -> tuple[DurationRatio, ...]:
-        """Each team's (and job name's) actual/expected duration, from the store's finished runs."""
+        """Each team's (and job name's) actual/expected duration, from the store's finished runs: learned again
+        only when a run has succeeded since (reading every finished run each round grew with the history)."""
         try:
-            return learn_ratios(FinishedRun(*row) for row in self.store.finished_runs())
+            mark = self.store.finished_runs_mark()
+            if mark != self._ratios_mark:
+                self._ratios = learn_ratios(FinishedRun(*row) for row in self.store.finished_runs())
+                self._ratios_mark = mark
+            return self._ratios
         except Exception:  # an unreadable row must not stop placement: the forecast then trusts the estimates
             log.exception("learning duration ratios from finished runs failed; using the jobs' own estimates")
             return ()

@@ -89,6 +89,36 @@ def test_the_store_gives_the_finished_runs_that_teach_the_ratios(tmp_path: Path)
     assert sorted(runs) == [("ml", "train", 2.0, 1.0), ("ml", "train", 2.0, 3.0)]  # the failed run says nothing
 
 
+
+def test_the_engine_learns_the_ratios_again_once_another_run_has_finished(tmp_path: Path) -> None:
+    from placement.store import NewJob
+
+    config = ServiceConfig(store_path=str(tmp_path / "p.db"), round_interval_s=None, telemetry_interval_s=None,
+                           catalogs=(str(SHIPPED_CATALOG_DIR),))
+    clock = Clock()
+    engine = Engine(config, {}, clock=clock)
+    train = {"run": "x", "placement": {"team": "ml", "expected_hours": 2.0}}
+
+    def finish(first: int, actual_hours: list[float]) -> None:
+        ids = engine.store.add_jobs([NewJob(id=f"j{first + i}", name="train", team="ml", priority="normal",
+                                            spec=train, source="f#1") for i in range(len(actual_hours))],
+                                    clock.now, f"b{first}")
+        for job_id, hours in zip(ids, actual_hours):
+            engine.store.update_job(job_id, clock.now, JobChange(state=JobState.SUCCEEDED, started_at=clock.now,
+                                                                 finished_at=clock.now + hours * 3600), event="x")
+        clock.now += 600
+
+    def learned() -> dict[tuple[str, str | None], float]:
+        engine.round()
+        return {(r.team, r.name): r.ratio for r in engine.last_snapshot.duration_ratios}
+
+    assert learned() == {}
+    finish(0, [1.0, 1.0, 1.0])  # half the estimate
+    assert learned()[("ml", "train")] == pytest.approx(0.5)
+    assert learned()[("ml", "train")] == pytest.approx(0.5)  # nothing new finished: the same ratios
+    finish(3, [6.0, 6.0, 6.0, 6.0])  # three times the estimate: the median of seven runs moves
+    assert learned() == {("ml", "train"): pytest.approx(3.0), ("ml", None): pytest.approx(3.0)}
+
 # ---------------------------------------------------------------------------------------------- wait or burst
 
 def _waiting_world(priority: str = "normal", max_wait_hours: float | None = None, gpus: int = 8):

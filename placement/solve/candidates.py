@@ -86,10 +86,27 @@ class JobClass:
 
 
 def group_offers(snapshot: Snapshot) -> list[Group]:
-    """Collapse interchangeable offers into groups, leaving out blocked ones and those with no capacity."""
-    groups: dict[tuple, Group] = {}
-    for offer in snapshot.offers:
-        if offer.id in snapshot.blocked_offers or offer.capacity == 0:
+    """Collapse interchangeable offers into groups, leaving out blocked ones and those with no capacity.
+
+    Groups are numbered in the order their first offer comes. The snapshot's trailing unbounded offers (the
+    static catalogs, the same objects every round) are grouped once and reused while they and the blocked ones
+    among them are unchanged; only the nodes before them are grouped each round.
+    """
+    offers, blocked = snapshot.offers, snapshot.blocked_offers
+    start, tail = _static_tail(offers, blocked)
+    grouped = _grouped(offers[:start], blocked)
+    if grouped.keys().isdisjoint(tail.keys()):
+        grouped.update((key, (offer, list(members))) for key, (offer, members) in tail.items())
+    else:  # a node that groups with a catalog offer: group it all afresh
+        grouped = _grouped(offers, blocked)
+    return [Group(index, offer, members) for index, (offer, members) in enumerate(grouped.values())]
+
+
+def _grouped(offers: tuple[Offer, ...], blocked: frozenset[str]) -> dict[tuple, tuple[Offer, list[Offer]]]:
+    """Offers by what makes them interchangeable: (the first of them, every copy of each), in first-come order."""
+    grouped: dict[tuple, tuple[Offer, list[Offer]]] = {}
+    for offer in offers:
+        if offer.id in blocked or offer.capacity == 0:
             continue
         if offer.sharing is Sharing.SHARED and offer.capacity is not None:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.zone, offer.gpu, offer.gpu_count,
@@ -101,12 +118,35 @@ def group_offers(snapshot: Snapshot) -> list[Group]:
             key = (offer.tier, offer.provider, offer.cloud, offer.region, offer.name, offer.spot,
                    offer.price_per_hour, offer.pool, offer.gco2_per_kwh, offer.gpu)
             copies = 1
-        group = groups.get(key)
+        group = grouped.get(key)
         if group is None:
-            groups[key] = Group(len(groups), offer, [offer] * copies)
+            grouped[key] = (offer, [offer] * copies)
         else:
-            group.members.extend([offer] * copies)
-    return list(groups.values())
+            group[1].extend([offer] * copies)
+    return grouped
+
+
+# The last snapshot's trailing unbounded offers, their ids, the blocked ones among them, and their grouping.
+_last_tail: tuple[tuple[Offer, ...], frozenset[str], frozenset[str], dict[tuple, tuple[Offer, list[Offer]]]] = (
+    (), frozenset(), frozenset(), {})
+
+
+def _static_tail(offers: tuple[Offer, ...], blocked: frozenset[str]
+                 ) -> tuple[int, dict[tuple, tuple[Offer, list[Offer]]]]:
+    """Where the trailing unbounded offers start, and their grouping (the last one's, where they are the same)."""
+    global _last_tail
+    tail, ids, tail_blocked, grouped = _last_tail
+    start = len(offers) - len(tail)
+    if tail and start >= 0 and offers[start:] == tail and blocked & ids == tail_blocked:
+        return start, grouped
+    start = len(offers)
+    while start and offers[start - 1].capacity is None:
+        start -= 1
+    tail = offers[start:]
+    ids = frozenset(o.id for o in tail)
+    grouped = _grouped(tail, blocked)
+    _last_tail = (tail, ids, blocked & ids, grouped)
+    return start, grouped
 
 
 def fits(job: Job, demand: Demand, offer: Offer, policy: Policy) -> bool:

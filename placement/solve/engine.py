@@ -40,7 +40,7 @@ from placement.solve import milp
 from placement.solve.candidates import (Group, JobClass, SignatureOption, Waiting, build_classes, group_offers,
                                         job_objective, job_queue_cost)
 from placement.solve.costs import Wait, delay_rate, gpu_units
-from placement.solve.explain import why_infeasible, why_queued, why_reserved
+from placement.solve.explain import Infeasibility, why_queued, why_reserved
 from placement.solve.forecast import Forecast, Ratios
 from placement.solve.migrate import migrations
 from placement.solve.preempt import preemptions
@@ -177,6 +177,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
     objective = 0.0
     reservations = tuple(r for r in reservations if r.job_id not in placed and r.job_id not in starting)
     reserved = {r.job_id: r for r in reservations}
+    infeasibility = Infeasibility(snapshot.offers, snapshot.blocked_offers, policy)
     for job in jobs:
         if job.id in placed:
             placement = placement_of(job, placed[job.id])
@@ -188,7 +189,7 @@ def _solve_round(snapshot: Snapshot, policy: Policy, method: str) -> RoundResult
             objective += queue_costs.get(job.id, 0.0)
             queued.append((job.id, why_reserved(reserved[job.id])))
         elif not job_options[job.id]:
-            queued.append((job.id, why_infeasible(job, snapshot.offers, snapshot.blocked_offers, policy)))
+            queued.append((job.id, infeasibility.why(job)))
         else:
             objective += queue_costs[job.id]
             queued.append((job.id, why_queued(job, job_options[job.id], queue_costs[job.id], ledger, policy,

@@ -285,6 +285,14 @@ class JobTable(TableGroup):
                 (JobState.SUCCEEDED.value, limit)).fetchall()
         return [(r["team"], r["name"], float(r["expected"]), float(r["actual"])) for r in rows]
 
+    def finished_runs_mark(self) -> tuple[int, float | None]:
+        """(succeeded jobs, the latest finish among them): it changes whenever a run succeeds, so `finished_runs`
+        is unchanged while it is (read from the `jobs_finished` index alone: no row of the table is visited)."""
+        with self._lock:
+            count, latest = self._db.execute("SELECT COUNT(*), MAX(finished_at) FROM jobs WHERE state = ?",
+                                             (JobState.SUCCEEDED.value,)).fetchone()
+        return count, latest
+
     def counts_by_state(self) -> dict[str, int]:
         with self._lock:
             return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS services (  -- inference services: their replicas are
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(state, finished_at);  -- finished_runs_mark, each round
 CREATE INDEX IF NOT EXISTS jobs_team ON jobs(team);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch);
 CREATE INDEX IF NOT EXISTS jobs_handle ON jobs(handle);

@@ -8,6 +8,7 @@ from placement.model import Tier
 from placement.spend import Accrued, Periods, SpendEntry, accrued_from_totals, period_shares, scopes_of
 from placement.store.tables import TableGroup
 
+_IDS_PER_QUERY = 500  # job ids bound into one query (SQLite's limit on variables is 999 in older builds)
 _TOTALS_READY = "spend_totals_ready"  # meta: the running spend totals cover every spend row
 
 
@@ -27,11 +28,18 @@ class SpendLedger(TableGroup):
         """One accrual, and the running totals of its scopes' UTC days and months, in one transaction.
 
         A job with no tier is stored with an empty one and counts towards no total."""
-        tier_text = Tier(tier).value if tier else ""
+        self.add_spends([(job_id, team, tier, start, end, usd)])
+
+    def add_spends(self, accruals: list[tuple[str, str, Tier | None, float, float, float]]) -> None:
+        """Accruals (job, team, tier, start, end, $) and their running totals, in order, in one transaction."""
+        if not accruals:
+            return
         with self._tx() as db:
-            db.execute("INSERT INTO spend (job_id, team, tier, start, end, usd) VALUES (?, ?, ?, ?, ?, ?)",
-                       (job_id, team, tier_text, start, end, usd))
-            _add_totals(db, team, tier_text, start, end, usd)
+            for job_id, team, tier, start, end, usd in accruals:
+                tier_text = Tier(tier).value if tier else ""
+                db.execute("INSERT INTO spend (job_id, team, tier, start, end, usd) VALUES (?, ?, ?, ?, ?, ?)",
+                           (job_id, team, tier_text, start, end, usd))
+                _add_totals(db, team, tier_text, start, end, usd)
 
     def accrued(self, now: float) -> dict[str, Accrued]:
         """Private + public $ accrued per cap scope in `now`'s UTC day and month, from the running totals: a
@@ -47,6 +55,17 @@ class SpendLedger(TableGroup):
         """The end of the last accrued spend interval of a job (None before any)."""
         with self._lock:
             return self._db.execute("SELECT MAX(end) FROM spend WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def spend_until_each(self, job_ids: list[str]) -> dict[str, float]:
+        """`spend_until` of each job that has spend, in one query per 500 jobs."""
+        until: dict[str, float] = {}
+        with self._lock:
+            for at in range(0, len(job_ids), _IDS_PER_QUERY):
+                chunk = job_ids[at:at + _IDS_PER_QUERY]
+                until.update((job_id, end) for job_id, end in self._db.execute(
+                    f"SELECT job_id, MAX(end) FROM spend WHERE job_id IN ({','.join('?' * len(chunk))}) "
+                    "GROUP BY job_id", chunk) if end is not None)
+        return until
 
     def spend_rows(self, since: float) -> list[tuple[str, str, str, float, float, float]]:
         """(job, team, tier, start, end, usd) of every spend interval ending after `since`."""
