@@ -6,8 +6,8 @@ for a State, through the core's public functions.
 
 from __future__ import annotations
 
-from placement.solve.decide import desired_replicas
-from placement.solve.state import ServiceFacts
+from placement.solve.decide import ReplicaTarget, desired_replicas, replica_target
+from placement.solve.state import Replica, ServiceFacts
 
 
 def _service(load: float | None, target: float | None = 10.0) -> ServiceFacts:
@@ -19,3 +19,27 @@ def test_replicas_cover_the_load_exactly_at_a_multiple_of_the_target():
     assert desired_replicas(_service(30.5)) == 4
     assert desired_replicas(_service(None)) == 1  # no load reported yet: the minimum
     assert desired_replicas(_service(80.0, target=None)) == 1  # a fixed count: the minimum
+
+
+def _replicas(*submitted: float, pending: bool = False) -> tuple[Replica, ...]:
+    return tuple(Replica(f"svc-replica-{n}", n, pending, at) for n, at in enumerate(submitted, start=1))
+
+
+def test_a_service_scaling_up_gets_new_replica_numbers_with_the_load_in_the_cause():
+    up = _service(17.5)
+    up = ServiceFacts(up.id, up.name, 1, 5, 10.0, 17.5, _replicas(5.0), next_number=4)
+    assert replica_target(up) == ReplicaTarget("svc-1", "svc", want=2, have=1, add=(4,),
+                                                cause="svc-1 needs 2 replicas for 17.5 requests/s")
+
+
+def test_a_service_scaling_down_ends_the_highest_numbered_of_replicas_started_together():
+    three = ServiceFacts("svc-1", "svc", 1, 5, 10.0, 10.0, _replicas(5.0, 5.0, 5.0), next_number=4)
+    assert replica_target(three) == ReplicaTarget("svc-1", "svc", want=1, have=3,
+                                                  cancel=("svc-replica-3", "svc-replica-2"),
+                                                  cause="scaled down: svc-1 needs 1 replicas for 10 requests/s")
+
+
+def test_a_service_at_its_target_changes_nothing_and_says_so_plainly():
+    steady = ServiceFacts("svc-1", "svc", 1, 5, 10.0, 20.0, _replicas(5.0, 6.0), next_number=3)
+    assert replica_target(steady) == ReplicaTarget("svc-1", "svc", want=2, have=2,
+                                                   cause="svc-1 needs 2 replicas for 20 requests/s")
