@@ -6,16 +6,18 @@ provider doubles are those of tests/test_reconciler.py.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from clouds.base import LaunchRequest, Observation, WorkStatus
-from placement.model import Placement, Plan, Preemption, SolveStats, Tier
+from clouds.base import LaunchError, LaunchRequest, Observation, Scope, WorkStatus
+from placement.model import Migration, Placement, Plan, Preemption, SolveStats, Tier
 from placement.reconciler import Reconciler, brief
 from placement.memory_history import facts_key
+from placement.solve.state import Failover
 from placement.store import Intent, JobChange, JobState, NewJob, Store
-from tests.solver_fixtures import onprem
+from tests.solver_fixtures import onprem, public
 from tests.test_reconciler import StoreReadingProvider
 
 NOW = 1_000_000.0
@@ -153,3 +155,157 @@ def test_an_out_of_memory_run_takes_its_gpu_from_the_offer_and_keeps_unreadable_
     assert (peak.facts, peak.gpu_type, peak.gpu_memory_gb) == (None, None, 40.0)
     assert store.job(job_id).reason == "ran out of GPU memory on its GPU; placing it again on a GPU with more memory"
     assert f"{job_id}: its gpu_memory facts do not parse" in caplog.text
+
+
+class PublicDouble(StoreReadingProvider):
+    """The store-reading double on the public tier: launches fail with `error` (when given) or are kept."""
+
+    def __init__(self, store: Store, error: Exception | None = None):
+        super().__init__(store)
+        self.error, self.launched = error, []
+
+    def launch(self, request: LaunchRequest) -> None:
+        if self.error is not None:
+            raise self.error
+        self.launched.append(request)
+
+
+P4D = dataclasses.replace(public("p4d"), id="aws/us-east-1/p4d/od")
+
+
+def _public_placement(job_id: str) -> Placement:
+    return Placement(job_id=job_id, offer_id=P4D.id, tier=Tier.PUBLIC, provider="aws", target="p4d", gpu="A100",
+                     gpus_per_node=8, num_nodes=1, spot=False, rate_per_hour=32.0, expected_cost=64.0, objective=64.0)
+
+
+def _launch_once(store: Store, error: Exception, **kw) -> tuple[str, list]:
+    """Apply a one-placement plan whose launch raises `error`; returns the job and the `on_error` calls."""
+    job_id, calls = _job(store, "train"), []
+    reconciler = Reconciler(store, {Tier.PUBLIC: PublicDouble(store, error)}, clock=lambda: NOW,
+                            on_error=lambda provider, kind: calls.append((provider, kind)), offers={P4D.id: P4D}, **kw)
+    reconciler.apply(Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS), {job_id: store.job(job_id)})
+    return job_id, calls
+
+
+def test_a_failed_launch_blocks_its_instance_type_and_puts_the_job_back_with_the_reason(store):
+    job_id, calls = _launch_once(store, LaunchError("no capacity", scope=Scope.INSTANCE),
+                                 failover=Failover(cooldown_s=900.0))
+    assert calls == [("aws", "launch")]
+    ((block, until, why),) = store.active_blocks(NOW)
+    assert (str(block), until, why) == ("public/aws/us-east-1/p4d", NOW + 900.0, "no capacity")
+    record = store.job(job_id)
+    assert (record.state, record.handle, record.nodes, record.tier, record.target, record.reason_code) == (
+        JobState.PENDING, None, (), None, None, "LaunchFailed")
+    assert record.reason == ("launch 1 failed: no capacity; public/aws/us-east-1/p4d is avoided for 15 min; "
+                             "the next round tries the next best offer")
+    assert [(k, d) for _, k, d in store.events(job_id) if k == "launch-failed"] == [("launch-failed", "no capacity")]
+    assert [d.status for d in store.decisions(job_id)] == ["failed"]
+
+
+def test_a_failed_launch_without_a_scope_blocks_nothing_and_counts_every_failure(store):
+    job_id, _ = _launch_once(store, LaunchError("flaky"))
+    assert store.active_blocks(NOW) == []
+    assert store.job(job_id).reason == "launch 1 failed: flaky; the next round tries the next best offer"
+    reconciler = Reconciler(store, {Tier.PUBLIC: PublicDouble(store, LaunchError("flaky"))}, clock=lambda: NOW,
+                            offers={P4D.id: P4D})
+    reconciler.apply(Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS), {job_id: store.job(job_id)})
+    assert store.job(job_id).reason == "launch 2 failed: flaky; the next round tries the next best offer"
+
+
+def test_a_launch_the_provider_calls_final_fails_the_job_when_it_happened(store):
+    job_id, _ = _launch_once(store, LaunchError("bad task", retryable=False))
+    record = store.job(job_id)
+    assert (record.state, record.finished_at, record.reason_code, record.reason, record.handle, record.tier) == (
+        JobState.FAILED, NOW, "LaunchFailed", "bad task", None, None)
+
+
+def test_a_loud_failure_is_logged_once_per_blocked_scope(store, caplog):
+    error = LaunchError("no credentials", scope=Scope.CLOUD, loud=True)
+    reconciler = Reconciler(store, {Tier.PUBLIC: PublicDouble(store, error)}, clock=lambda: NOW, offers={P4D.id: P4D})
+    for name in ("one", "two"):
+        job_id = _job(store, name)
+        reconciler.apply(Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS),
+                         {job_id: store.job(job_id)})
+    unscoped = LaunchError("api server down", loud=True)
+    quiet = LaunchError("no capacity", scope=Scope.INSTANCE)
+    for error in (unscoped, quiet):
+        job_id = _job(store, str(error))
+        reconciler.providers[Tier.PUBLIC].error = error
+        reconciler.apply(Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS),
+                         {job_id: store.job(job_id)})
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["aws: no credentials (offers under public/aws are avoided for 600 s)",
+                      "aws: api server down (offers under - are avoided for 600 s)"]
+
+
+def test_cancelling_work_on_a_tier_without_a_launcher_records_the_end_without_a_stop(store):
+    job_id = _running_on_prem(store, "train")
+    store.update_job(job_id, NOW, JobChange(reason_code="Requeued", reason="was requeued"), event="x")
+    reconciler = Reconciler(store, {Tier.PUBLIC: PublicDouble(store)}, clock=lambda: NOW + 5)
+    reconciler.cancel(store.job(job_id), reason="user asked")
+    record = store.job(job_id)
+    assert (record.state, record.finished_at, record.reason_code, record.reason) == (JobState.CANCELLED, NOW + 5, None,
+                                                                                    "user asked")
+    assert [(k, d) for _, k, d in store.events(job_id) if k == "cancelled"] == [("cancelled", "user asked")]
+    assert store.decisions(job_id) == []
+
+
+def _migration(job_id: str, saves: float = 12.345678) -> Migration:
+    return Migration(job_id=job_id, from_offer=P4D.id, nodes=("a100-0",), remaining_hours=2.0, saves_usd=saves,
+                     restart_usd=1.0, reason=f"Migrating: saves ${saves:.2f}", placement=_placement(job_id))
+
+
+def _running_public(store: Store, name: str) -> str:
+    job_id = _job(store, name)
+    store.update_job(job_id, NOW, JobChange(state=JobState.RUNNING, attempt=1, tier=Tier.PUBLIC, target="p4d",
+                                            offer_id=P4D.id, handle=f"{job_id}-a1", rate_per_hour=32.0,
+                                            started_at=NOW), event="running")
+    return job_id
+
+
+def test_a_migration_records_the_stop_before_stopping_the_cloud_work_then_launches_it_on_prem(store):
+    job_id = _running_public(store, "train")
+    cloud, onprem_nodes = PublicDouble(store), OnPremDouble(store)
+    plan = Plan(placements=(), queued=(), stats=STATS, migrations=(_migration(job_id),))
+    Reconciler(store, {Tier.PUBLIC: cloud, Tier.ONPREM: onprem_nodes}, clock=lambda: NOW).migrate(plan, 75.0)
+    (seen,) = cloud.seen
+    assert seen.handle == f"{job_id}-a1" and seen.grace_seconds == 75.0
+    assert seen.decisions == [("terminate", f"{job_id}-a1", "intended",
+                               {"tier": "public", "reason": "Migrating: saves $12.35", "migrate": True,
+                                "to": ["a100-0"], "saves_usd": 12.3457, "grace_seconds": 75.0})]
+    assert (seen.state, seen.reason_code) == (JobState.PENDING, "Migrating")
+    (launch,) = onprem_nodes.launched
+    assert (launch.job_id, launch.attempt, launch.placement.nodes) == (job_id, 2, ("a100-0",))
+    assert [(d.action, d.status) for d in store.decisions(job_id)] == [("terminate", "done"), ("launch", "done")]
+    assert store.job(job_id).state is JobState.LAUNCHING
+
+
+def test_a_migration_of_work_that_ended_is_dropped_and_the_next_one_still_moves(store):
+    ended, moving = _running_public(store, "ended"), _running_public(store, "moving")
+    store.update_job(ended, NOW, JobChange(state=JobState.SUCCEEDED, finished_at=NOW), event="succeeded")
+    cloud, onprem_nodes = PublicDouble(store), OnPremDouble(store)
+    plan = Plan(placements=(), queued=(), stats=STATS,
+                migrations=(_migration("no-such-job"), _migration(ended), _migration(moving)))
+    Reconciler(store, {Tier.PUBLIC: cloud, Tier.ONPREM: onprem_nodes}, clock=lambda: NOW).migrate(plan, 0.0)
+    assert [s.handle for s in cloud.seen] == [f"{moving}-a1"]
+    assert [r.job_id for r in onprem_nodes.launched] == [moving]
+    assert (cloud.seen[0].state, cloud.seen[0].reason_code) == (JobState.PENDING, "Migrating")
+    assert store.decisions(moving)[0].payload["reason"] == "Migrating: saves $12.35"
+    assert store.decisions(ended) == []
+
+
+class DyingLauncher(OnPremDouble):
+    def launch(self, request: LaunchRequest) -> None:
+        raise KeyboardInterrupt("killed while launching")
+
+
+def test_a_launch_finished_after_a_restart_goes_to_the_nodes_recorded_for_it(store):
+    job_id = _job(store, "train")
+    plan = Plan(placements=(_placement(job_id),), queued=(), stats=STATS)
+    with pytest.raises(KeyboardInterrupt):
+        Reconciler(store, {Tier.ONPREM: DyingLauncher(store)}, clock=lambda: NOW).apply(plan, {job_id: store.job(job_id)})
+    restarted = OnPremDouble(store)
+    Reconciler(store, {Tier.ONPREM: restarted}, clock=lambda: NOW + 5).resume()
+    (launch,) = restarted.launched
+    assert launch.placement == _placement(job_id) and launch.placement.nodes == ("a100-0",)
+    assert store.open_decisions() == []
