@@ -6,8 +6,13 @@ for a State, through the core's public functions.
 
 from __future__ import annotations
 
-from placement.solve.decide import ReplicaTarget, desired_replicas, replica_target
-from placement.solve.state import Replica, ServiceFacts
+from placement.model import ReasonCode, Tier
+from placement.solve.decide import ReplicaTarget, decide, desired_replicas, replica_target
+from placement.solve.limits import CapKind
+from placement.solve.state import Replica, ServiceFacts, State
+from tests.solver_fixtures import job, make_policy, public
+
+NOON = 1_700_049_600.0  # 2023-11-15 12:00 UTC
 
 
 def _service(load: float | None, target: float | None = 10.0) -> ServiceFacts:
@@ -43,3 +48,11 @@ def test_a_service_at_its_target_changes_nothing_and_says_so_plainly():
     steady = ServiceFacts("svc-1", "svc", 1, 5, 10.0, 20.0, _replicas(5.0, 6.0), next_number=3)
     assert replica_target(steady) == ReplicaTarget("svc-1", "svc", want=2, have=2,
                                                    cause="svc-1 needs 2 replicas for 20 requests/s")
+
+
+def test_a_job_over_its_teams_quota_keeps_that_reason_under_a_day_budget():
+    # The team's day budget binds its rate, but the job waits for its quota, not for money.
+    policy = make_policy(quotas={"ml": {"public": 0}}, caps={"teams": {"ml": {"usd_per_day": 1000.0}}})
+    decisions = decide(State(now=NOON, pending=(job("a", tiers=[Tier.PUBLIC]),), offers=(public("p4d"),)), policy)
+    assert decisions.limits["ml"].binding is CapKind.DAY
+    assert decisions.plan.reason_of("a").code is ReasonCode.OVER_QUOTA

@@ -15,6 +15,7 @@ from clouds.base import LaunchError, LaunchRequest, Observation, Scope, WorkStat
 from placement.model import Migration, Placement, Plan, Preemption, SolveStats, Tier
 from placement.reconciler import Reconciler, brief
 from placement.memory_history import facts_key
+from placement.solve.downscale import ActionKind, DownscaleAction
 from placement.solve.state import Failover
 from placement.store import Intent, JobChange, JobState, NewJob, Store
 from tests.solver_fixtures import onprem, public
@@ -309,3 +310,49 @@ def test_a_launch_finished_after_a_restart_goes_to_the_nodes_recorded_for_it(sto
     (launch,) = restarted.launched
     assert launch.placement == _placement(job_id) and launch.placement.nodes == ("a100-0",)
     assert store.open_decisions() == []
+
+
+def _down(job_id: str, kind: ActionKind) -> DownscaleAction:
+    return DownscaleAction(job_id=job_id, kind=kind, team="ml", saves_per_hour=32.0, value_lost=1.0,
+                           grace_seconds=30.0, reason=f"over the cap: {kind.value}")
+
+
+def test_downscaled_work_ends_or_goes_back_with_its_placement_cleared_and_the_rest_of_its_spec_kept(store):
+    spec = {"name": "x", "resources": {"accelerators": "A100:8", "disk_size": 256}}
+    replica, batch, spot = (_running_public_spec(store, n, spec) for n in ("replica", "batch", "spot"))
+    provider = PublicDouble(store)
+    Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW + 30).downscale(
+        [_down("no-such-job", ActionKind.STOP), _down(replica, ActionKind.SCALE_DOWN), _down(batch, ActionKind.STOP),
+         _down(spot, ActionKind.MOVE_TO_SPOT)])
+    ended = store.job(replica)
+    assert (ended.state, ended.finished_at, ended.reason) == (JobState.CANCELLED, NOW + 30, "over the cap: scale_down")
+    for job_id in (batch, spot):
+        back = store.job(job_id)
+        assert (back.state, back.handle, back.nodes, back.tier, back.target, back.reason_code) == (
+            JobState.PENDING, None, (), None, None, "Downscaled")
+    assert store.job(batch).spec["resources"] == {"accelerators": "A100:8", "disk_size": 256}
+    assert store.job(spot).spec["resources"] == {"accelerators": "A100:8", "disk_size": 256, "use_spot": True}
+    assert [s.handle for s in provider.seen] == [f"{replica}-a1", f"{batch}-a1", f"{spot}-a1"]
+
+
+def _running_public_spec(store: Store, name: str, spec: dict) -> str:
+    job_id = _job(store, name, spec)
+    store.update_job(job_id, NOW, JobChange(state=JobState.RUNNING, attempt=1, tier=Tier.PUBLIC, target="p4d",
+                                            offer_id=P4D.id, handle=f"{job_id}-a1", nodes=("n1",),
+                                            rate_per_hour=32.0, started_at=NOW), event="running")
+    return job_id
+
+
+def test_observed_starts_and_ends_are_recorded_with_what_the_provider_said(store):
+    starting = _job(store, "starting")
+    store.update_job(starting, NOW, JobChange(state=JobState.LAUNCHING, attempt=1, tier=Tier.ONPREM, target="a100-0",
+                                              handle=f"{starting}-a1"), event="launching")
+    done = _running_on_prem(store, "done")
+    store.update_job(done, NOW, JobChange(reason_code="Requeued", reason="was requeued once"), event="x")
+    provider = OnPremDouble(store, {f"{starting}-a1": Observation(WorkStatus.RUNNING, "started on a100-0"),
+                                    f"{done}-a1": Observation(WorkStatus.SUCCEEDED, "exit code 0")})
+    Reconciler(store, {Tier.ONPREM: provider}, clock=lambda: NOW + 60).observe()
+    assert ("running", "started on a100-0") in [(k, d) for _, k, d in store.events(starting)]
+    assert ("succeeded", "exit code 0") in [(k, d) for _, k, d in store.events(done)]
+    finished = store.job(done)
+    assert (finished.state, finished.reason_code, finished.reason) == (JobState.SUCCEEDED, None, None)
