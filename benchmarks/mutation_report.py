@@ -65,7 +65,8 @@ def report(found: dict[str, dict[str, str]], known: dict[str, tuple[str, str]], 
         count = Counter("killed" if s in _KILLED else s for s in statuses.values())
         checked = len(statuses) - count["not checked"] - count["skipped"]
         judged = count["killed"] + count["survived"] + count["no tests"] + count["suspicious"]
-        rate = f"{100 * count['killed'] / judged:.1f}%" if checked else "not run"
+        rate = "not run" if not judged else f"{100 * count['killed'] / judged:.1f}%" + (
+            f" (partial: {checked} of {len(statuses)} checked)" if checked < len(statuses) else "")
         lines.append(f"| {module} | {len(statuses)} | {checked} | {count['killed']} | {count['survived']} "
                      f"| {count['no tests']} | {rate} |")
         survivors += [(name, s) for name, s in statuses.items() if s in ("survived", "no tests", "suspicious")]

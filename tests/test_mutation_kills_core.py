@@ -6,11 +6,12 @@ for a State, through the core's public functions.
 
 from __future__ import annotations
 
-from placement.model import ReasonCode, Tier
-from placement.solve.decide import ReplicaTarget, decide, desired_replicas, replica_target
+from placement.model import Demand, ReasonCode, Tier
+from placement.solve.decide import ReplicaTarget, Repricing, decide, desired_replicas, replica_target
 from placement.solve.limits import CapKind
-from placement.solve.state import Replica, ServiceFacts, State
-from tests.solver_fixtures import job, make_policy, public
+from placement.solve.downscale import RunningWork
+from placement.solve.state import Replica, RunningJob, ServiceFacts, State
+from tests.solver_fixtures import job, make_policy, private, public, running
 
 NOON = 1_700_049_600.0  # 2023-11-15 12:00 UTC
 
@@ -56,3 +57,13 @@ def test_a_job_over_its_teams_quota_keeps_that_reason_under_a_day_budget():
     decisions = decide(State(now=NOON, pending=(job("a", tiers=[Tier.PUBLIC]),), offers=(public("p4d"),)), policy)
     assert decisions.limits["ml"].binding is CapKind.DAY
     assert decisions.plan.reason_of("a").code is ReasonCode.OVER_QUOTA
+
+
+def test_running_work_on_a_repriced_shared_offer_pays_its_share_at_the_new_price():
+    pool = private("pool-a", price=10.0)  # 8 GPUs: 3 of them pay 3/8 x $10 = $3.75/h
+    placed = running("etl", tier=Tier.PRIVATE, rate=5.0, gpus=3, offer_id=pool.id, pool="pool-a")
+    work = RunningWork(job_id="etl", team="ml", tier=Tier.PRIVATE, rate_per_hour=5.0)
+    held = RunningJob(placed, work, offer=pool, demand=Demand(accelerator="A100", accelerator_count=3), num_nodes=1)
+    decisions = decide(State(now=NOON, running=(held,), offers=(pool,)), make_policy())
+    assert decisions.repricings == (Repricing("etl", pool.id, 5.0, 3.75),)
+    assert decisions.rates == {"global": 3.75, "ml": 3.75}

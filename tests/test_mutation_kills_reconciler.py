@@ -249,6 +249,9 @@ def test_cancelling_work_on_a_tier_without_a_launcher_records_the_end_without_a_
                                                                                     "user asked")
     assert [(k, d) for _, k, d in store.events(job_id) if k == "cancelled"] == [("cancelled", "user asked")]
     assert store.decisions(job_id) == []
+    waiting = _job(store, "waiting")
+    reconciler.cancel(store.job(waiting))
+    assert store.job(waiting).reason == "cancelled"  # no reason given: it says what happened
 
 
 def _migration(job_id: str, saves: float = 12.345678) -> Migration:
