@@ -155,7 +155,8 @@ def test_an_out_of_memory_run_takes_its_gpu_from_the_offer_and_keeps_unreadable_
     (peak,) = store.memory_peaks()
     assert (peak.facts, peak.gpu_type, peak.gpu_memory_gb) == (None, None, 40.0)
     assert store.job(job_id).reason == "ran out of GPU memory on its GPU; placing it again on a GPU with more memory"
-    assert f"{job_id}: its gpu_memory facts do not parse" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{job_id}: its gpu_memory facts do not parse; kept by team and name"]
 
 
 class PublicDouble(StoreReadingProvider):
@@ -163,7 +164,11 @@ class PublicDouble(StoreReadingProvider):
 
     def __init__(self, store: Store, error: Exception | None = None):
         super().__init__(store)
-        self.error, self.launched = error, []
+        self.error, self.launched, self.stopped = error, [], []
+
+    def terminate(self, handle: str, grace_seconds: float = 0.0) -> None:
+        super().terminate(handle, grace_seconds)
+        self.stopped.append(self.store.job(handle.rsplit("-a", 1)[0]))  # the whole record as the stop found it
 
     def launch(self, request: LaunchRequest) -> None:
         if self.error is not None:
@@ -190,14 +195,14 @@ def _launch_once(store: Store, error: Exception, **kw) -> tuple[str, list]:
 
 def test_a_failed_launch_blocks_its_instance_type_and_puts_the_job_back_with_the_reason(store):
     job_id, calls = _launch_once(store, LaunchError("no capacity", scope=Scope.INSTANCE),
-                                 failover=Failover(cooldown_s=900.0))
+                                 failover=Failover(cooldown_s=3000.0))
     assert calls == [("aws", "launch")]
     ((block, until, why),) = store.active_blocks(NOW)
-    assert (str(block), until, why) == ("public/aws/us-east-1/p4d", NOW + 900.0, "no capacity")
+    assert (str(block), until, why) == ("public/aws/us-east-1/p4d", NOW + 3000.0, "no capacity")
     record = store.job(job_id)
     assert (record.state, record.handle, record.nodes, record.tier, record.target, record.reason_code) == (
         JobState.PENDING, None, (), None, None, "LaunchFailed")
-    assert record.reason == ("launch 1 failed: no capacity; public/aws/us-east-1/p4d is avoided for 15 min; "
+    assert record.reason == ("launch 1 failed: no capacity; public/aws/us-east-1/p4d is avoided for 50 min; "
                              "the next round tries the next best offer")
     assert [(k, d) for _, k, d in store.events(job_id) if k == "launch-failed"] == [("launch-failed", "no capacity")]
     assert [d.status for d in store.decisions(job_id)] == ["failed"]
@@ -278,6 +283,9 @@ def test_a_migration_records_the_stop_before_stopping_the_cloud_work_then_launch
                                {"tier": "public", "reason": "Migrating: saves $12.35", "migrate": True,
                                 "to": ["a100-0"], "saves_usd": 12.3457, "grace_seconds": 75.0})]
     assert (seen.state, seen.reason_code) == (JobState.PENDING, "Migrating")
+    (at_stop,) = cloud.stopped
+    assert (at_stop.handle, at_stop.nodes, at_stop.tier, at_stop.target, at_stop.reason) == (
+        None, (), None, None, "Migrating: saves $12.35")
     (launch,) = onprem_nodes.launched
     assert (launch.job_id, launch.attempt, launch.placement.nodes) == (job_id, 2, ("a100-0",))
     assert [(d.action, d.status) for d in store.decisions(job_id)] == [("terminate", "done"), ("launch", "done")]
@@ -323,12 +331,14 @@ def _down(job_id: str, kind: ActionKind) -> DownscaleAction:
 def test_downscaled_work_ends_or_goes_back_with_its_placement_cleared_and_the_rest_of_its_spec_kept(store):
     spec = {"name": "x", "resources": {"accelerators": "A100:8", "disk_size": 256}}
     replica, batch, spot = (_running_public_spec(store, n, spec) for n in ("replica", "batch", "spot"))
+    store.update_job(replica, NOW, JobChange(reason_code="Requeued", reason="was requeued"), event="x")
     provider = PublicDouble(store)
     Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW + 30).downscale(
         [_down("no-such-job", ActionKind.STOP), _down(replica, ActionKind.SCALE_DOWN), _down(batch, ActionKind.STOP),
          _down(spot, ActionKind.MOVE_TO_SPOT)])
     ended = store.job(replica)
-    assert (ended.state, ended.finished_at, ended.reason) == (JobState.CANCELLED, NOW + 30, "over the cap: scale_down")
+    assert (ended.state, ended.finished_at, ended.reason_code, ended.reason) == (JobState.CANCELLED, NOW + 30, None,
+                                                                                 "over the cap: scale_down")
     for job_id in (batch, spot):
         back = store.job(job_id)
         assert (back.state, back.handle, back.nodes, back.tier, back.target, back.reason_code) == (
@@ -359,3 +369,33 @@ def test_observed_starts_and_ends_are_recorded_with_what_the_provider_said(store
     assert ("succeeded", "exit code 0") in [(k, d) for _, k, d in store.events(done)]
     finished = store.job(done)
     assert (finished.state, finished.reason_code, finished.reason) == (JobState.SUCCEEDED, None, None)
+
+
+class FailingLauncher(OnPremDouble):
+    def launch(self, request: LaunchRequest) -> None:
+        raise LaunchError("node busy")
+
+
+def test_a_failed_on_prem_launch_gives_its_nodes_back(store):
+    job_id = _job(store, "train")
+    Reconciler(store, {Tier.ONPREM: FailingLauncher(store)}, clock=lambda: NOW).apply(
+        Plan(placements=(_placement(job_id),), queued=(), stats=STATS), {job_id: store.job(job_id)})
+    record = store.job(job_id)
+    assert (record.state, record.nodes, record.target) == (JobState.PENDING, (), None)
+
+
+def test_lost_and_failed_work_is_recorded_with_what_the_provider_said(store):
+    lost, broke, slow = _running_on_prem(store, "lost"), _running_on_prem(store, "broke"), _job(store, "slow")
+    store.update_job(slow, NOW, JobChange(state=JobState.LAUNCHING, attempt=2, tier=Tier.ONPREM, target="a100-0",
+                                          handle=f"{slow}-a1", rate_per_hour=8.0, started_at=NOW - 7200),
+                     event="launching")  # relaunched: its start time is the last attempt's
+    provider = OnPremDouble(store, {f"{lost}-a1": Observation(WorkStatus.LOST, "node a100-0 died"),
+                                    f"{broke}-a1": Observation(WorkStatus.FAILED, "exit code 3"),
+                                    f"{slow}-a1": Observation(WorkStatus.MISSING)})
+    Reconciler(store, {Tier.ONPREM: provider}, clock=lambda: NOW + 60).observe()
+    requeued = store.job(lost)
+    assert (requeued.state, requeued.nodes) == (JobState.PENDING, ())
+    assert ("requeued", "node a100-0 died") in [(k, d) for _, k, d in store.events(lost)]
+    assert ("failed", "exit code 3") in [(k, d) for _, k, d in store.events(broke)]
+    # Not seen yet, well within the launch time-out: still launching, and nothing is charged for it.
+    assert store.job(slow).state is JobState.LAUNCHING and store.spent(slow) == 0.0
