@@ -399,3 +399,62 @@ def test_lost_and_failed_work_is_recorded_with_what_the_provider_said(store):
     assert ("failed", "exit code 3") in [(k, d) for _, k, d in store.events(broke)]
     # Not seen yet, well within the launch time-out: still launching, and nothing is charged for it.
     assert store.job(slow).state is JobState.LAUNCHING and store.spent(slow) == 0.0
+
+
+class DownProvider(PublicDouble):
+    def observe(self, handles):
+        raise ConnectionError("api server unreachable")
+
+
+def test_a_provider_outage_is_logged_and_counted_and_other_tiers_are_still_watched(store, caplog):
+    cloud, local = _running_public(store, "cloud"), _running_on_prem(store, "local")  # the cloud tier is seen first
+    calls = []
+    nodes = OnPremDouble(store, {f"{local}-a1": Observation(WorkStatus.SUCCEEDED, "exit 0")})
+    providers = {Tier.PUBLIC: DownProvider(store), Tier.ONPREM: nodes}
+    Reconciler(store, providers, clock=lambda: NOW + 60,
+               on_error=lambda provider, kind: calls.append((provider, kind))).observe()
+    assert calls == [("aws", "observe")]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "observing aws failed: api server unreachable"]
+    assert store.job(cloud).state is JobState.RUNNING
+    assert store.job(local).state is JobState.SUCCEEDED
+
+
+def test_a_launch_that_left_no_trace_past_the_time_out_fails_and_one_that_failed_says_why(store):
+    gone, failed = (_job(store, n) for n in ("gone", "failed"))
+    for job_id in (gone, failed):
+        store.update_job(job_id, NOW, JobChange(state=JobState.LAUNCHING, attempt=1, tier=Tier.PUBLIC, target="p4d",
+                                                offer_id=P4D.id, handle=f"{job_id}-a1"), event="launching")
+    provider = PublicDouble(store)
+    provider.observe = lambda handles: {f"{gone}-a1": Observation(WorkStatus.MISSING),
+                                        f"{failed}-a1": Observation(WorkStatus.LAUNCH_FAILED, "quota exceeded")}
+    later = NOW + 3000.0 + 1  # just past a 50 min time-out
+    Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: later, offers={P4D.id: P4D},
+               failover=Failover(launch_timeout_s=3000.0)).observe()
+    assert store.job(gone).reason == "launch 1 failed: the launch left no trace in 50 min; the next round tries the " \
+                                     "next best offer"
+    assert store.job(failed).reason == "launch 1 failed: quota exceeded; the next round tries the next best offer"
+    assert store.job(gone).state is store.job(failed).state is JobState.PENDING
+
+
+def test_a_launch_that_has_not_shown_up_yet_at_the_time_out_keeps_launching(store):
+    job_id = _job(store, "slow")
+    store.update_job(job_id, NOW, JobChange(state=JobState.LAUNCHING, attempt=1, tier=Tier.PUBLIC, target="p4d",
+                                            offer_id=P4D.id, handle=f"{job_id}-a1"), event="launching")
+    provider = PublicDouble(store)
+    provider.observe = lambda handles: {h: Observation(WorkStatus.MISSING) for h in handles}
+    Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW + 3000.0,
+               failover=Failover(launch_timeout_s=3000.0)).observe()
+    assert store.job(job_id).state is JobState.LAUNCHING
+
+
+def test_a_launch_request_carries_the_jobs_team_priority_tier_target_and_prices(store):
+    job_id = _job(store, "train")
+    provider = PublicDouble(store)
+    Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW, offers={P4D.id: P4D}).apply(
+        Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS), {job_id: store.job(job_id)})
+    (request,) = provider.launched
+    assert request.metadata == {"team": "ml", "priority": "low", "tier": "public", "target": "p4d",
+                                "usd_per_hour": "32.0000", "expected_usd": "64.00", "engine": "placement",
+                                "store": store.uid}
+    assert request.offer == P4D
