@@ -320,7 +320,7 @@ def test_a_launch_finished_after_a_restart_goes_to_the_nodes_recorded_for_it(sto
     Reconciler(store, {Tier.ONPREM: restarted}, clock=lambda: NOW + 5).resume()
     (launch,) = restarted.launched
     assert launch.placement == _placement(job_id) and launch.placement.nodes == ("a100-0",)
-    assert store.open_decisions() == []
+    assert store.open_decisions() == [] and [d.status for d in store.decisions(job_id)] == ["done"]
 
 
 def _down(job_id: str, kind: ActionKind) -> DownscaleAction:
@@ -451,8 +451,12 @@ def test_a_launch_that_has_not_shown_up_yet_at_the_time_out_keeps_launching(stor
 def test_a_launch_request_carries_the_jobs_team_priority_tier_target_and_prices(store):
     job_id = _job(store, "train")
     provider = PublicDouble(store)
+    placement = dataclasses.replace(_public_placement(job_id), cpus_per_node=48.0, memory_gb_per_node=576.0)
     Reconciler(store, {Tier.PUBLIC: provider}, clock=lambda: NOW, offers={P4D.id: P4D}).apply(
-        Plan(placements=(_public_placement(job_id),), queued=(), stats=STATS), {job_id: store.job(job_id)})
+        Plan(placements=(placement,), queued=(), stats=STATS), {job_id: store.job(job_id)})
+    record = store.job(job_id)
+    assert (record.state, record.target, record.gpus, record.cpus, record.memory_gb) == (JobState.LAUNCHING, "p4d", 8,
+                                                                                         48.0, 576.0)
     (request,) = provider.launched
     assert request.metadata == {"team": "ml", "priority": "low", "tier": "public", "target": "p4d",
                                 "usd_per_hour": "32.0000", "expected_usd": "64.00", "engine": "placement",
