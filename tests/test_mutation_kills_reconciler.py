@@ -462,3 +462,24 @@ def test_a_launch_request_carries_the_jobs_team_priority_tier_target_and_prices(
                                 "usd_per_hour": "32.0000", "expected_usd": "64.00", "engine": "placement",
                                 "store": store.uid}
     assert request.offer == P4D
+
+
+def test_a_placement_on_a_tier_without_a_launcher_is_recorded_as_planned_and_done(store):
+    job_id = _job(store, "train")
+    store.update_job(job_id, NOW, JobChange(reason_code="WaitingForCapacity", reason="was waiting"), event="x")
+    Reconciler(store, {}, clock=lambda: NOW).apply(Plan(placements=(_placement(job_id),), queued=(), stats=STATS),
+                                                   {job_id: store.job(job_id)})
+    record = store.job(job_id)
+    assert (record.state, record.attempt, record.target, record.nodes, record.handle) == (
+        JobState.PLANNED, 1, "a100-0", ("a100-0",), None)
+    assert (record.reason_code, record.reason) == (None, None)
+    (decision,) = store.decisions(job_id)
+    assert (decision.action, decision.attempt, decision.handle, decision.status) == ("plan", 1, None, "done")
+    assert decision.payload["nodes"] == ["a100-0"] and decision.payload["tier"] == "onprem"
+
+
+def test_work_on_a_tier_nobody_watches_does_not_stop_the_others_being_watched(store):
+    cloud, local = _running_public(store, "cloud"), _running_on_prem(store, "local")  # the cloud tier comes first
+    nodes = OnPremDouble(store, {f"{local}-a1": Observation(WorkStatus.SUCCEEDED, "exit 0")})
+    Reconciler(store, {Tier.ONPREM: nodes}, clock=lambda: NOW + 60).observe()
+    assert store.job(local).state is JobState.SUCCEEDED and store.job(cloud).state is JobState.RUNNING
