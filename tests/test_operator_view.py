@@ -30,7 +30,9 @@ from placement.spec import load_specs
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPS = {"global": {"usd_per_hour": 200, "usd_per_day": 1000}, "teams": {"nlp": {"usd_per_day": 50}}}
+# (A global day budget of $10,000 leaves at least $416/h at any hour of the UTC day, so the $200/h rate cap is
+# the global limit whenever the test runs; $1,000 made it the binding limit until the last 5 hours of the day.)
+CAPS = {"global": {"usd_per_hour": 200, "usd_per_day": 10000}, "teams": {"nlp": {"usd_per_day": 50}}}
 needs_prometheus = pytest.mark.skipif(prometheus.binary() is None, reason="prometheus is not installed "
                                       "(Debian: apt-get install prometheus; .ci/run installs it)")
 needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed "
@@ -179,7 +181,7 @@ def test_status_page_in_a_browser_shows_the_queue_caps_and_rounds(operator_view)
     assert 'data-reason="InsufficientGpuMemory"' in row and "120" in row  # the reason, and why in words
     assert 'class="bar" data-scope="global" data-kind="rate"' in dom  # $/h against the global cap
     assert 'data-scope="nlp" data-kind="day"' in dom  # nlp's day budget
-    assert "of $1,000.00 this day" in dom
+    assert "of $10,000.00 this day" in dom
     assert 'id="spend-chart"' in dom and 'id="rounds"' in dom
     assert 'data-tier="onprem" data-team="vision"' in dom  # running work by tier and team
     assert shot.stat().st_size > 10_000
